@@ -1,0 +1,20 @@
+"""The one exception type users see: a clear, single-line message, no traceback."""
+
+
+class VidrestoreError(Exception):
+    """An error the user can act on (bad input, missing weights, unsupported option).
+
+    The command line prints its message on one line and exits non-zero; the Python API raises it.
+    """
+
+
+class CheckpointError(VidrestoreError):
+    """A checkpoint file that cannot be loaded: missing, truncated, unsafe or of another architecture."""
+
+
+class WeightsError(VidrestoreError):
+    """A weights file that cannot be found, downloaded or verified."""
+
+
+class MediaError(VidrestoreError):
+    """An input or output media file that cannot be opened, decoded or written."""
