@@ -1,0 +1,155 @@
+"""Encoder presets and container compatibility, checked before any work starts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import av
+
+from vidrestore.errors import MediaError
+from vidrestore.video.types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sane defaults for one encoder."""
+
+    options: dict[str, str]
+    pix_fmt_8: str | None = "yuv420p"
+    pix_fmt_hi: str | None = "yuv420p10le"
+    quality_option: str | None = "crf"
+    lossless: bool = False
+    mp4_tag: str | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    "libx264": Preset({"crf": "18", "preset": "medium"}),
+    "libx265": Preset({"crf": "20", "preset": "medium", "x265-params": "log-level=error"},
+                      mp4_tag="hvc1"),
+    "ffv1": Preset({"level": "3", "g": "1", "slicecrc": "1"}, pix_fmt_8=None, pix_fmt_hi=None,
+                   quality_option=None, lossless=True),
+    "prores_ks": Preset({"profile": "3", "vendor": "apl0"}, pix_fmt_8="yuv422p10le",
+                        pix_fmt_hi="yuv422p10le", quality_option=None),
+    "libvpx-vp9": Preset({"crf": "30", "b": "0", "row-mt": "1"}, pix_fmt_hi=None),
+    "libsvtav1": Preset({"crf": "30", "preset": "8"}),
+    "h264_nvenc": Preset({"preset": "p5", "rc": "vbr", "cq": "19"}, pix_fmt_hi=None,
+                         quality_option="cq"),
+    "hevc_nvenc": Preset({"preset": "p5", "rc": "vbr", "cq": "21"}, pix_fmt_hi="p010le",
+                         quality_option="cq", mp4_tag="hvc1"),
+}
+ALIASES = {"h264": "libx264", "x264": "libx264", "hevc": "libx265", "h265": "libx265",
+           "x265": "libx265", "prores": "prores_ks", "vp9": "libvpx-vp9", "av1": "libsvtav1",
+           "nvenc": "h264_nvenc"}
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What to encode with: codec, quality (CRF or the codec's own), preset, pixel format, threads."""
+
+    codec: str = "libx264"
+    quality: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    threads: int = 0
+    options: dict[str, str] = field(default_factory=dict)
+
+    def resolved(self) -> "EncoderSettings":
+        """The same settings with the codec alias resolved (h264 -> libx264)."""
+        return replace(self, codec=ALIASES.get(self.codec, self.codec))
+
+    def encoder_options(self) -> dict[str, str]:
+        """Encoder options: the preset's defaults, then quality/preset, then explicit options."""
+        preset = PRESETS.get(self.codec)
+        opts = dict(preset.options) if preset else {}
+        if self.quality is not None:
+            if preset is None or preset.quality_option is None:
+                raise MediaError(f"encoder {self.codec} has no quality setting (it is "
+                                 f"{'lossless' if preset and preset.lossless else 'fixed'})")
+            opts[preset.quality_option] = str(self.quality)
+        if self.preset is not None:
+            opts["preset"] = self.preset
+        opts.update(self.options)
+        return opts
+
+
+def _writable_codec(name: str) -> Any:
+    """The av.Codec encoder named, or MediaError when this FFmpeg build lacks it."""
+    try:
+        return av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError) as exc:
+        raise MediaError(f"encoder {name!r} is not available in this FFmpeg build "
+                         "(try the ffmpeg backend, or another codec)") from exc
+
+
+def choose_pix_fmt(settings: EncoderSettings, info: VideoInfo, supported: list[str]) -> str:
+    """Pixel format for the output: explicit, else the source's if the encoder takes it, else the
+    preset's 8- or 10-bit default; odd sizes go to 4:4:4 (4:2:0 needs even width and height)."""
+    if settings.pix_fmt:
+        if supported and settings.pix_fmt not in supported:
+            raise MediaError(f"encoder {settings.codec} cannot write pixel format {settings.pix_fmt} "
+                             f"(it takes: {', '.join(supported)})")
+        return settings.pix_fmt
+    preset = PRESETS.get(settings.codec, Preset({}))
+    hi = info.bit_depth > 8
+    candidates = [info.pix_fmt, preset.pix_fmt_hi if hi else preset.pix_fmt_8,
+                  "yuv420p10le" if hi else None, "yuv420p", "yuv444p"]
+    odd = info.width % 2 or info.height % 2
+    for fmt in candidates:
+        if fmt and (not supported or fmt in supported):
+            if odd and _subsampled(fmt):
+                continue
+            return fmt
+    if odd:
+        for fmt in ("yuv444p10le" if hi else "yuv444p", "gbrp", "bgr0"):
+            if fmt in supported:
+                log.warning("%dx%d is odd: encoding %s as %s to keep every pixel",
+                            info.width, info.height, settings.codec, fmt)
+                return fmt
+        raise MediaError(f"encoder {settings.codec} cannot encode the odd size {info.width}x{info.height}")
+    return supported[0]
+
+
+def _subsampled(pix_fmt: str) -> bool:
+    """True for chroma-subsampled formats (4:2:0, 4:2:2, ...), which need even dimensions."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, 16, 16)
+    except ValueError:
+        return False
+    return not fmt.is_rgb and (fmt.chroma_width() != 16 or fmt.chroma_height() != 16)
+
+
+def check_codec(settings: EncoderSettings, info: VideoInfo, container: Any,
+                out_name: str, require_encoder: bool = True) -> str:
+    """Validate codec, container and pixel format before work starts; returns the pixel format."""
+    supported_fmts: list[str] = []
+    if require_encoder:
+        codec = _writable_codec(settings.codec)
+        if codec.type != "video":
+            raise MediaError(f"{settings.codec} is not a video encoder")
+        supported_fmts = [f.name for f in (codec.video_formats or ())]
+        family = codec.canonical_name
+    else:
+        family = _family_name(settings.codec)
+    check_container_holds(container, family, out_name, what=f"video encoder {settings.codec}")
+    return choose_pix_fmt(settings, info, supported_fmts)
+
+
+FAMILIES = {"libx264": "h264", "h264_nvenc": "h264", "libx265": "hevc", "hevc_nvenc": "hevc",
+            "prores_ks": "prores", "libvpx-vp9": "vp9", "libsvtav1": "av1", "av1_nvenc": "av1"}
+
+
+def _family_name(encoder: str) -> str:
+    """Codec family of an encoder by name (for encoders PyAV's build may lack)."""
+    return FAMILIES.get(encoder, encoder)
+
+
+def check_container_holds(container: Any, codec_family: str, out_name: str, what: str) -> None:
+    """MediaError when the output container cannot hold a codec (where FFmpeg can tell)."""
+    supported = set(container.supported_codecs)  # empty where the muxer cannot tell (mpegts)
+    if supported and codec_family not in supported:
+        raise MediaError(f"{out_name}: the {container.format.name} container cannot hold "
+                         f"{what} ({codec_family}); choose another container or codec")

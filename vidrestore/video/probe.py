@@ -1,0 +1,129 @@
+"""Probe a video without trusting container headers: what is decoded is what counts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from vidrestore.errors import MediaError
+from vidrestore.video.paths import check_input
+from vidrestore.video.types import ColorInfo, StreamInfo, VideoInfo
+
+log = logging.getLogger(__name__)
+
+COPYABLE_TYPES = ("audio", "subtitle", "data")
+# Per-stream tags the muxer writes by itself; copying them would carry stale values.
+DERIVED_TAGS = {"DURATION", "duration", "encoder", "ENCODER", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES",
+                "_STATISTICS_TAGS", "_STATISTICS_WRITING_APP", "_STATISTICS_WRITING_DATE_UTC", "BPS"}
+
+
+def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -> Any:
+    """Open a file or URL with PyAV; any failure becomes a MediaError naming it."""
+    src = check_input(path)
+    try:
+        return av.open(src, "r", options=options or {})
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot open {src}: not a readable media file ({_reason(exc)})") from exc
+    except OSError as exc:
+        raise MediaError(f"cannot open {src}: {exc}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's message without the file name PyAV repeats."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def video_stream(container: Any, path: str) -> Any:
+    """The main video stream (cover art excluded); MediaError when there is none."""
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:
+            return s
+    kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+    raise MediaError(f"no video stream in {path} (found: {kinds})")
+
+
+def bit_depth(pix_fmt: str | None) -> int:
+    """Bits per component of a pixel format (8 when unknown)."""
+    if not pix_fmt:
+        return 8
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, AttributeError):
+        return 8
+
+
+def clean_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Tags worth carrying to the output (muxer-written statistics dropped)."""
+    return {k: v for k, v in tags.items() if k not in DERIVED_TAGS}
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    """Stream duration, else container duration, else None (live streams, some raw files)."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _first_frame(container: Any, stream: Any) -> Any:
+    """Decode the first picture (for rotation, real pixel format and colour); None if none decodes."""
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                return frame
+        except av.error.InvalidDataError:
+            continue
+    return None
+
+
+def probe_container(container: Any, path: str) -> VideoInfo:
+    """Build a VideoInfo from an open input container; decodes one frame, then rewinds."""
+    vs = video_stream(container, path)
+    cc = vs.codec_context
+    others = tuple(
+        StreamInfo(index=s.index, type=s.type,
+                   codec=s.codec_context.name if s.codec_context is not None else None,
+                   time_base=s.time_base, language=s.language, metadata=clean_tags(dict(s.metadata)))
+        for s in container.streams if s.index != vs.index and s.type in COPYABLE_TYPES
+    )
+    first = None
+    try:
+        first = _first_frame(container, vs)
+    except av.FFmpegError as exc:
+        log.warning("%s: first frame did not decode: %s", path, _reason(exc))
+    if first is None:
+        raise MediaError(f"no decodable video frame in {path}")
+    try:
+        container.seek(0)
+    except av.FFmpegError:
+        pass  # not seekable (pipes, live): the source reopens instead
+    pix_fmt = first.format.name or cc.pix_fmt or "yuv420p"
+    tags = first
+    color = ColorInfo(primaries=int(tags.color_primaries), transfer=int(tags.color_trc),
+                      matrix=int(tags.colorspace), range=int(tags.color_range))
+    time_base = vs.time_base or Fraction(1, 90000)
+    return VideoInfo(
+        path=path, container=container.format.name, codec=cc.name,
+        width=first.width, height=first.height,
+        time_base=time_base, pix_fmt=pix_fmt, bit_depth=bit_depth(pix_fmt),
+        average_rate=vs.average_rate or vs.guessed_rate, duration=_duration(container, vs),
+        rotation=int(first.rotation),
+        sample_aspect_ratio=vs.sample_aspect_ratio or None, color=color, video_index=vs.index,
+        first_pts=first.pts, streams=others,
+        metadata=dict(container.metadata), video_metadata=clean_tags(dict(vs.metadata)),
+    )
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Probe a file or URL: size, timing, pixel format, rotation, colour and the other streams."""
+    src = str(path)
+    container = open_input(src)
+    try:
+        return probe_container(container, src)
+    finally:
+        container.close()

@@ -1,0 +1,154 @@
+"""The typed records that flow between video stages: decoded frames and probe results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Frame:
+    """One decoded picture with the timing it came with; the encoder writes exactly this timing.
+
+    `image` is H x W x 3 RGB (uint8, or uint16 for high bit depth). A source opened with
+    `pixel_format=None` converts lazily: until `image` is read or set, the sink encodes the decoded
+    picture itself, with no colour conversion (the pure pass-through path).
+    """
+
+    index: int
+    pts: int | None
+    time_base: Fraction
+    duration: int | None = None
+    key_frame: bool = False
+    corrupt: bool = False
+    _image: np.ndarray | None = field(default=None, repr=False)
+    _native: Any = field(default=None, repr=False)
+    _image_format: str = field(default="rgb24", repr=False)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The pixels as an RGB array, converted from the decoded picture on first access."""
+        if self._image is None:
+            if self._native is None:
+                raise ValueError(f"frame {self.index} has no pixels")
+            self._image = self._native.to_ndarray(format=self._image_format,
+                                                  src_color_range=self._native.color_range)
+        return self._image
+
+    @image.setter
+    def image(self, value: np.ndarray) -> None:
+        self._image = value
+
+    @property
+    def native(self) -> Any:
+        """The decoded `av.VideoFrame` when its pixels were never touched, else None."""
+        return self._native if self._image is None else None
+
+    @property
+    def seconds(self) -> float | None:
+        """Presentation time in seconds (informational)."""
+        return None if self.pts is None else float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A non-video stream of the source (audio, subtitle, data) that the sink copies."""
+
+    index: int
+    type: str
+    codec: str | None
+    time_base: Fraction | None
+    language: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """Colour tags as FFmpeg enum values (AVColorPrimaries, AVColorTransferCharacteristic, ...)."""
+
+    primaries: int = 2
+    transfer: int = 2
+    matrix: int = 2
+    range: int = 0
+
+    @property
+    def specified(self) -> bool:
+        """True when any tag says more than 'unspecified'."""
+        return (self.primaries, self.transfer, self.matrix) != (2, 2, 2) or self.range != 0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe found out about a file (or URL): the video stream and what travels with it."""
+
+    path: str
+    container: str
+    codec: str
+    width: int
+    height: int
+    time_base: Fraction
+    pix_fmt: str
+    bit_depth: int
+    average_rate: Fraction | None = None
+    duration: float | None = None
+    rotation: int = 0
+    sample_aspect_ratio: Fraction | None = None
+    color: ColorInfo = field(default_factory=ColorInfo)
+    video_index: int = 0
+    first_pts: int | None = None
+    streams: tuple[StreamInfo, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    video_metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stream_counts(self) -> dict[str, int]:
+        """How many streams of each type the file holds, video included."""
+        counts = {"video": 1}
+        for s in self.streams:
+            counts[s.type] = counts.get(s.type, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (fractions as 'num/den' strings)."""
+        def frac(x: Fraction | None) -> str | None:
+            return None if x is None else f"{x.numerator}/{x.denominator}"
+
+        return {
+            "path": self.path,
+            "container": self.container,
+            "codec": self.codec,
+            "width": self.width,
+            "height": self.height,
+            "time_base": frac(self.time_base),
+            "average_rate": frac(self.average_rate),
+            "pix_fmt": self.pix_fmt,
+            "bit_depth": self.bit_depth,
+            "duration": self.duration,
+            "rotation": self.rotation,
+            "sample_aspect_ratio": frac(self.sample_aspect_ratio),
+            "color": {"primaries": self.color.primaries, "transfer": self.color.transfer,
+                      "matrix": self.color.matrix, "range": self.color.range},
+            "stream_counts": self.stream_counts,
+            "streams": [{"index": s.index, "type": s.type, "codec": s.codec,
+                         "language": s.language} for s in self.streams],
+            "metadata": dict(self.metadata),
+        }
+
+
+@dataclass
+class DecodeStats:
+    """What the decoder saw: frames out, packets in, and how many frames were lost or damaged."""
+
+    frames: int = 0
+    packets: int = 0
+    decode_errors: int = 0
+    corrupt_frames: int = 0
+    truncated: bool = False
+
+    @property
+    def lost_frames(self) -> int:
+        """Frames the file holds but FFmpeg could not decode."""
+        return max(self.decode_errors, self.packets - self.frames, 0)
