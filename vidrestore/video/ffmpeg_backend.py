@@ -1,0 +1,234 @@
+"""Second sink backend: pipes raw RGB frames to the ffmpeg binary through ffmpeg-python (for
+encoders PyAV's build lacks, such as NVENC), then remuxes with PyAV to put back the exact PTS,
+tags and copied streams: the same guarantees as the PyAV sink."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import subprocess
+import tempfile
+from fractions import Fraction
+from typing import Any
+
+import av
+import ffmpeg
+import numpy as np
+
+from vidrestore.errors import MediaError
+from vidrestore.video.codecs import PRESETS, check_codec
+from vidrestore.video.paths import make_temp, remove_quietly
+from vidrestore.video.probe import _reason
+from vidrestore.video.remux import StreamCopier, set_video_tags
+from vidrestore.video.sink import MP4_LIKE, VideoSink
+from vidrestore.video.types import Frame
+
+log = logging.getLogger(__name__)
+
+# FFmpeg colour enum values -> the names the scale and setparams filters take.
+SCALE_MATRIX = {1: "bt709", 4: "fcc", 5: "bt601", 6: "smpte170m", 7: "smpte240m", 9: "bt2020"}
+RANGES = {1: "tv", 2: "pc"}
+PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "jedec-p22"}
+TRANSFERS = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+             13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
+             18: "arib-std-b67"}
+MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+            8: "ycgco", 9: "bt2020nc", 10: "bt2020c"}
+MAX_PIPE_RATE = 1000  # the intermediate file counts milliseconds; each frame needs its own
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: the system's if there is one, else the one imageio-ffmpeg ships."""
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise MediaError("no ffmpeg binary found (install ffmpeg or imageio-ffmpeg)") from exc
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=4)
+def binary_encoders(exe: str) -> frozenset[str]:
+    """Names of the video encoders the ffmpeg binary has."""
+    out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True,
+                         check=False).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("V") and len(parts[0]) == 6:
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def _present(**kwargs: str | None) -> dict[str, str]:
+    """The keyword arguments that have a value."""
+    return {k: v for k, v in kwargs.items() if v}
+
+
+def decode_timestamps(pts_in_decode_order: list[int], out_pts: list[int]) -> tuple[list[int], list[int]]:
+    """Map encoded packets back to the source timing.
+
+    Returns, per packet in decode order, its presentation index and a DTS on the source timeline:
+    DTS_j = out_pts[j - d] with d the reorder delay (extrapolated before the first frame), which
+    is strictly increasing and never after the packet's PTS.
+    """
+    order = {p: k for k, p in enumerate(sorted(pts_in_decode_order))}
+    ranks = [order[p] for p in pts_in_decode_order]
+    delay = max([0] + [j - r for j, r in enumerate(ranks)])
+    step = out_pts[1] - out_pts[0] if len(out_pts) > 1 else 1
+    dts = [out_pts[j - delay] if j >= delay else out_pts[0] - (delay - j) * step
+           for j in range(len(ranks))]
+    return ranks, dts
+
+
+class FfmpegSink(VideoSink):
+    """VideoSink that encodes with the ffmpeg binary; same checks, timing, streams and atomicity."""
+
+    thread_name = "vidrestore-encode-ffmpeg"
+
+    def _open(self) -> None:
+        """Check codec, container and copied streams now, so errors come before any work."""
+        name = str(self.out_path)
+        self._exe = ffmpeg_exe()
+        if self.settings.codec not in binary_encoders(self._exe):
+            raise MediaError(f"encoder {self.settings.codec!r} is not available in {self._exe}")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+        self._pts: list[int] = []
+        self._durations: list[int | None] = []
+        self._inter = make_temp(self.out_path, suffix=".mkv")
+        try:
+            probe_out = av.open(str(self._tmp), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(f"cannot write {name}: no muxer for {self.out_path.suffix!r}") from exc
+        try:
+            self.pix_fmt = check_codec(self.settings, self.info, probe_out, name, require_encoder=False)
+            StreamCopier(self.info, probe_out, name, self.copy_streams).close()
+        finally:
+            probe_out.close()
+            remove_quietly(self._tmp)
+        self._tmp.touch()
+
+    def _command(self, image: np.ndarray) -> list[str]:
+        """The ffmpeg command line: raw RGB on stdin, the chosen encoder, a Matroska file out."""
+        info, s = self.info, self.settings
+        rate = info.average_rate if info.average_rate and info.average_rate <= MAX_PIPE_RATE else Fraction(25)
+        rate = rate.limit_denominator(1001)
+        stream = ffmpeg.input("pipe:", format="rawvideo",
+                              pix_fmt="rgb48le" if image.dtype == np.uint16 else "rgb24",
+                              s=f"{info.width}x{info.height}", framerate=f"{rate.numerator}/{rate.denominator}")
+        c = info.color
+        scale = _present(out_color_matrix=SCALE_MATRIX.get(c.matrix), out_range=RANGES.get(c.range))
+        if scale:
+            stream = stream.filter("scale", **scale)
+        tags = _present(color_primaries=PRIMARIES.get(c.primaries), color_trc=TRANSFERS.get(c.transfer),
+                        colorspace=MATRICES.get(c.matrix), range=RANGES.get(c.range))
+        if tags:
+            stream = stream.filter("setparams", **tags)
+        out_opts: dict[str, Any] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
+                                    "fps_mode": "passthrough", "f": "matroska"}
+        out_opts.update(s.encoder_options())
+        return (stream.output(str(self._inter), **out_opts)
+                .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-an", "-sn", "-dn")
+                .overwrite_output().compile(cmd=self._exe))
+
+    def _encode(self, frame: Frame | None) -> None:
+        """Write one frame's pixels to ffmpeg; remember its timing for the remux."""
+        if frame is None:
+            return
+        image = frame.image
+        if image.shape != (self.info.height, self.info.width, 3):
+            raise MediaError(f"frame of shape {image.shape} does not match the video "
+                             f"({self.info.height}x{self.info.width}x3)")
+        if self._proc is None:
+            cmd = self._command(image)
+            log.debug("running %s", " ".join(cmd))
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._log)
+        self._pts.append(self._guard.fix(frame))
+        self._durations.append(frame.duration)
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(image)).cast("B"))
+        except (BrokenPipeError, OSError) as exc:
+            raise MediaError(f"ffmpeg stopped while writing {self.out_path}: {self._stderr()}") from exc
+
+    def _stderr(self) -> str:
+        """The last line ffmpeg logged, or its exit status."""
+        if self._proc is not None:
+            self._proc.wait()
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        code = self._proc.returncode if self._proc else None
+        return lines[-1] if lines else f"exit status {code}"
+
+    def _finish(self) -> None:
+        """Close ffmpeg's input, wait for it, then remux with the source timing and streams."""
+        if self._proc is None:
+            return
+        self._proc.stdin.close()
+        if self._proc.wait() != 0:
+            raise MediaError(f"ffmpeg failed writing {self.out_path}: {self._stderr()}")
+        self._remux()
+
+    def _remux(self) -> None:
+        """Copy the encoded packets into the output with the source PTS, plus copied streams."""
+        name = str(self.out_path)
+        with av.open(str(self._inter)) as inter:
+            ist = inter.streams.video[0]
+            order = [p.pts for p in inter.demux(ist) if p.size]
+        if len(order) != len(self._pts) or None in order:
+            raise MediaError(f"{name}: ffmpeg wrote {len(order)} frames for {len(self._pts)} given")
+        ranks, dts = decode_timestamps(order, self._pts)
+        self._out = av.open(str(self._tmp), "w")
+        inter = av.open(str(self._inter))
+        try:
+            ist = inter.streams.video[0]
+            ost = self._out.add_stream_from_template(ist)
+            ost.time_base = self.info.time_base
+            set_video_tags(ost, self.info)
+            tag = PRESETS.get(self.settings.codec)
+            if tag and tag.mp4_tag and self._out.format.name in MP4_LIKE:
+                ost.codec_tag = tag.mp4_tag
+            self._copier = StreamCopier(self.info, self._out, name, self.copy_streams)
+            tb = self.info.time_base
+            packets = (p for p in inter.demux(ist) if p.size)
+            for j, pkt in enumerate(packets):
+                k = ranks[j]
+                pkt.time_base = tb
+                pkt.pts, pkt.dts = self._pts[k], dts[j]
+                pkt.duration = self._durations[k] or 0
+                pkt.stream = ost
+                self._copier.copy_until(dts[j] * tb)
+                self._out.mux(pkt)
+            self._copier.copy_until(None)
+            self.stats.copied_packets = dict(self._copier.copied)
+            self._copier.close()
+            self._out.close()
+        except av.FFmpegError as exc:
+            raise MediaError(f"remuxing {name} failed: {_reason(exc)}") from exc
+        finally:
+            inter.close()
+
+    def _release(self) -> None:
+        """Stop ffmpeg if it still runs, close files, delete the intermediate file."""
+        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        super()._release()
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+        remove_quietly(getattr(self, "_inter", None))
+
+    def close(self):  # type: ignore[override]
+        """Finish as VideoSink does, then drop the intermediate file."""
+        try:
+            return super().close()
+        finally:
+            remove_quietly(getattr(self, "_inter", None))
+            if getattr(self, "_log", None) is not None:
+                self._log.close()
+
