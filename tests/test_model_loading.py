@@ -175,18 +175,32 @@ def test_non_tensor_entries_are_refused(tmp_path):
         load_restorer(path)
 
 
-def test_bad_checkpoint_error_is_one_line_without_traceback(tmp_path):
-    """A broken file reaching the command line prints one error line, no traceback."""
+def test_bad_checkpoint_on_the_command_line_is_one_line_without_traceback(tmp_path):
+    """A broken checkpoint given to a command prints one error line naming it, exit 2, no traceback."""
     path = tmp_path / "broken.pth"
     path.write_bytes(os.urandom(4096))
-    code = (
-        "import sys; from vidrestore.cli import main; from vidrestore.models import load_restorer\n"
-        "from vidrestore.errors import VidrestoreError\n"
-        f"try:\n    load_restorer({str(path)!r})\nexcept VidrestoreError as e:\n"
-        "    print('vidrestore: error:', e, file=sys.stderr); sys.exit(2)\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "vidrestore.cli", "bench", "model", "--checkpoint", str(path), "--device", "cpu"],
+        capture_output=True, text=True,
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "broken.pth" in lines[0]
+    assert len(lines) == 1 and "broken.pth" in lines[0] and lines[0].startswith("vidrestore: error:")
     assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bench_model_runs_a_checkpoint_and_prints_a_table(tmp_path):
+    path = tmp_path / "small.pth"
+    torch.save({"params_ema": GFPGAN(out_size=32, num_style_feat=16, channel_multiplier=1, num_mlp=1,
+                                     narrow=0.0625).state_dict()}, path)
+    out = tmp_path / "table.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "vidrestore.cli", "-q", "bench", "model", "--checkpoint", str(path), "--device", "cpu",
+         "--batch-sizes", "1,2", "--iters", "1", "--output", str(out)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| grouped") or line.startswith("| batched")]
+    assert [row.split("|")[1].strip() for row in rows] == ["grouped", "batched", "batched"]
+    assert "bf16 autocast vs fp32" in result.stdout

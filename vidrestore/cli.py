@@ -67,6 +67,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
     mp.add_argument("--size", choices=["full", "small"], default="full", help="full v1.4 or a small config")
     mp.add_argument("--iters", type=int, default=0, help="timed iterations per point (0: automatic)")
+    mp.add_argument("--checkpoint", help="time this checkpoint instead of random weights")
+    mp.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    mp.add_argument("--skip-precision-check", action="store_true", help="skip the bf16-vs-fp32 comparison")
     mp.add_argument("--output", help="also write the table as Markdown to this file")
     mp.set_defaults(handler=_cmd_bench_model)
 

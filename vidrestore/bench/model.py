@@ -1,0 +1,196 @@
+"""`vidrestore bench model`: restorer throughput (faces/s) per batch size, precision and conv path.
+
+The grouped path at batch 1 is what the official GFPGAN inference does (one face at a time, one
+grouped convolution per modulated layer); the batched path is ours. Both run in the same process on
+the same weights, so the ratio between them is the gain of batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from vidrestore.device import resolve_device
+from vidrestore.models import GFPGAN, autocast, load_restorer, prepare_for_inference
+from vidrestore.models.precision import check_precision
+
+log = logging.getLogger(__name__)
+
+SMALL_CONFIG = dict(out_size=64, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.25)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPoint:
+    """One measured configuration."""
+
+    path: str  # "grouped" (official, per face) or "batched"
+    precision: str
+    batch: int
+    seconds_per_batch: float
+
+    @property
+    def faces_per_second(self) -> float:
+        return self.batch / self.seconds_per_batch
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(model: GFPGAN, x: torch.Tensor, precision: str, iters: int, warmup: int) -> float:
+    """Mean wall-clock seconds of one forward pass (fixed noise, no pyramid outputs)."""
+    device = x.device
+    with torch.inference_mode(), autocast(device, precision):
+        for _ in range(warmup):
+            model(x, return_rgb=False, randomize_noise=False)
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            model(x, return_rgb=False, randomize_noise=False)
+        _synchronize(device)
+    return (time.perf_counter() - start) / iters
+
+
+def _auto_iters(device: torch.device) -> tuple[int, int]:
+    """(iterations, warm-up) per point: a few on the slow CPU, enough to be stable on a GPU."""
+    return (20, 5) if device.type == "cuda" else (2, 1)
+
+
+def _make_input(batch: int, size: int, device: torch.device) -> torch.Tensor:
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)) * 2 - 1
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def measure(
+    model: GFPGAN, device: torch.device, precisions: list[str], batch_sizes: list[int], iters: int, warmup: int
+) -> list[BenchPoint]:
+    """Grouped batch-1 reference and batched path at each batch size, for each precision."""
+    points = []
+    size = model.out_size
+    for precision in precisions:
+        model.set_grouped_modconv(True)
+        seconds = time_forward(model, _make_input(1, size, device), precision, iters, warmup)
+        points.append(BenchPoint("grouped", precision, 1, seconds))
+        log.info("grouped %s batch 1: %.2f faces/s", precision, 1 / seconds)
+        model.set_grouped_modconv(False)
+        for batch in batch_sizes:
+            try:
+                seconds = time_forward(model, _make_input(batch, size, device), precision, iters, warmup)
+            except torch.OutOfMemoryError:
+                log.warning("batch %d does not fit in memory; stopping at the previous size", batch)
+                torch.cuda.empty_cache()
+                break
+            points.append(BenchPoint("batched", precision, batch, seconds))
+            log.info("batched %s batch %d: %.2f faces/s", precision, batch, batch / seconds)
+    return points
+
+
+def precision_error(model: GFPGAN, device: torch.device, batch: int = 2) -> dict[str, float]:
+    """How far bf16 autocast output is from fp32 output on the same input (batched path)."""
+    x = _make_input(batch, model.out_size, device)
+    with torch.inference_mode():
+        reference = model(x, return_rgb=False, randomize_noise=False)[0].float()
+        with autocast(device, "bf16"):
+            low = model(x, return_rgb=False, randomize_noise=False)[0].float()
+    diff = (low - reference).abs()
+    # On the [-1, 1] output scale the pipeline uses (clamped), in 8-bit gray levels.
+    clamped = (low.clamp(-1, 1) - reference.clamp(-1, 1)).abs() * 127.5
+    return {
+        "max_abs": diff.max().item(),
+        "mean_abs": diff.mean().item(),
+        "mean_rel": (diff.mean() / reference.abs().mean()).item(),
+        "mean_gray_levels_clamped": clamped.mean().item(),
+        "max_gray_levels_clamped": clamped.max().item(),
+    }
+
+
+def machine_description(device: torch.device) -> str:
+    """What the numbers were measured on."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    cpu = _cpu_model_name() or platform.processor() or "CPU"
+    return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def _cpu_model_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def format_table(points: list[BenchPoint], title: str) -> str:
+    """A Markdown table with faces/s and the speed-up over the grouped batch-1 fp32 path."""
+    baseline = next((p for p in points if p.path == "grouped" and p.precision == "fp32"), points[0])
+    lines = [
+        title,
+        "",
+        "| path | precision | batch | ms / batch | faces/s | x grouped b1 fp32 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {p.path} | {p.precision} | {p.batch} | {p.seconds_per_batch * 1000:.1f} | "
+            f"{p.faces_per_second:.2f} | {p.faces_per_second / baseline.faces_per_second:.2f} |"
+        )
+    best = max(points, key=lambda p: p.faces_per_second)
+    lines += ["", f"Best: {best.faces_per_second:.2f} faces/s ({best.path}, {best.precision}, batch {best.batch})."]
+    return "\n".join(lines)
+
+
+def _parse_precisions(text: str, device: torch.device) -> list[str]:
+    if text == "auto":
+        return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+    return [check_precision(p.strip()) for p in text.split(",") if p.strip()]
+
+
+def build_bench_model(size: str, checkpoint: str | None) -> GFPGAN:
+    """The released v1.4 configuration with random weights (speed does not depend on the values)."""
+    if checkpoint:
+        return load_restorer(checkpoint)
+    torch.manual_seed(0)
+    return GFPGAN(**SMALL_CONFIG) if size == "small" else GFPGAN()
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of `vidrestore bench model`."""
+    device = resolve_device(args.device)
+    precisions = _parse_precisions(args.precisions, device)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    model = prepare_for_inference(build_bench_model(args.size, args.checkpoint), device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    iters, warmup = _auto_iters(device)
+    if args.iters:
+        iters = args.iters
+    config = "checkpoint " + args.checkpoint if args.checkpoint else f"{args.size} config, random weights"
+    title = (
+        f"Restorer throughput, {config}, {getattr(model, 'out_size', 512)}px faces, on {machine_description(device)}, "
+        f"{dt.date.today().isoformat()}; {iters} timed iterations after {warmup} warm-up per point"
+    )
+    points = measure(model, device, precisions, batch_sizes, iters, warmup)
+    text = format_table(points, title)
+    if not args.skip_precision_check:
+        error = precision_error(model, device)
+        text += (
+            "\n\nbf16 autocast vs fp32, same weights and input: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in error.items())
+        )
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
