@@ -57,8 +57,12 @@ class StreamCopier:
             if s.index not in wanted:
                 continue
             codec = s.codec_context.name if s.codec_context is not None else None
-            if codec:
-                check_container_holds(self.out, codec, out_name, what=f"{s.type} stream #{s.index}")
+            if not codec:
+                # No codec: a QuickTime chapter track (chapters are copied above) or a timecode
+                # track (the muxer rebuilds it from the video stream's `timecode` tag).
+                log.info("%s: %s stream #%d has no codec; not copied", self.info.path, s.type, s.index)
+                continue
+            check_container_holds(self.out, codec, out_name, what=f"{s.type} stream #{s.index}")
             try:
                 o = self.out.add_stream_from_template(s)
             except (av.FFmpegError, ValueError) as exc:
