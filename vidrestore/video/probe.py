@@ -62,9 +62,16 @@ def clean_tags(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
-    """Stream duration, else container duration, else None (live streams, some raw files)."""
+    """Stream duration, else its DURATION tag (Matroska), else the container's, else None."""
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")
+    if tag:
+        try:
+            h, m, s = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(s)
+        except ValueError:
+            pass
     if container.duration is not None:
         return container.duration / av.time_base
     return None

@@ -49,6 +49,7 @@ class VideoSource:
         self._thread: threading.Thread | None = None
         self._container: Any = None
         self._finished = False
+        self._end: float | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -99,6 +100,13 @@ class VideoSource:
             return
         self._finished = True
         s = self.stats
+        expected, rate = self.info.duration, self.info.average_rate
+        if expected is not None and self._end is not None:
+            tolerance = max(0.25, float(3 / rate) if rate else 0.25)
+            if self._end + tolerance < expected:
+                s.truncated = True
+                log.warning("%s: video ends at %.2f s but the file says %.2f s",
+                            self.path, self._end, expected)
         if s.lost_frames or s.corrupt_frames or s.truncated:
             log.warning("%s: %d frame(s) could not be decoded, %d decoded with damage%s",
                         self.path, s.lost_frames, s.corrupt_frames,
@@ -152,6 +160,9 @@ class VideoSource:
         stats = self.stats
         corrupt = bool(vf.is_corrupt)
         stats.corrupt_frames += corrupt
+        if vf.pts is not None and vf.time_base:
+            start = self.info.first_pts or 0
+            self._end = float((vf.pts - start + (vf.duration or 0)) * vf.time_base)
         frame = Frame(index=stats.frames, pts=vf.pts, time_base=vf.time_base or stream.time_base,
                       duration=vf.duration or None, key_frame=bool(vf.key_frame), corrupt=corrupt,
                       _native=vf, _image_format=self.pixel_format)
