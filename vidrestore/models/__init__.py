@@ -3,9 +3,11 @@
 from vidrestore.models.gfpgan import GFPGAN
 from vidrestore.models.loading import build_from_state_dict, infer_config, load_restorer, read_checkpoint
 from vidrestore.models.precision import autocast, default_precision, prepare_for_inference
+from vidrestore.models.restorer import BatchRestorer
 from vidrestore.models.stylegan2 import ModulatedConv2d, StyleGAN2GeneratorCSFT
 
 __all__ = [
+    "BatchRestorer",
     "GFPGAN",
     "ModulatedConv2d",
     "StyleGAN2GeneratorCSFT",
