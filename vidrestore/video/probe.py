@@ -119,7 +119,7 @@ def probe_container(container: Any, path: str) -> VideoInfo:
         width=first.width, height=first.height,
         time_base=time_base, pix_fmt=pix_fmt, bit_depth=bit_depth(pix_fmt),
         average_rate=vs.average_rate or vs.guessed_rate, duration=_duration(container, vs),
-        rotation=int(first.rotation),
+        rotation=round(first.rotation) % 360,
         sample_aspect_ratio=vs.sample_aspect_ratio or None, color=color, video_index=vs.index,
         first_pts=first.pts, streams=others,
         metadata=dict(container.metadata), video_metadata=clean_tags(dict(vs.metadata)),
