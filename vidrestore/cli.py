@@ -60,7 +60,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -72,12 +72,48 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--skip-precision-check", action="store_true", help="skip the bf16-vs-fp32 comparison")
     mp.add_argument("--output", help="also write the table as Markdown to this file")
     mp.set_defaults(handler=_cmd_bench_model)
+    _add_bench_video_parser(bsub)
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
     from vidrestore.bench import model as bench_model
 
     return bench_model.run_cli(args)
+
+
+def _add_bench_video_parser(bsub: argparse._SubParsersAction) -> None:
+    vp = bsub.add_parser("video", help="decode/encode/pass-through fps beside the ffmpeg binary")
+    vp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p or WxH")
+    vp.add_argument("--seconds", type=float, default=4.0, help="length of each generated clip")
+    vp.add_argument("--codec", default="libx264", help="encoder (default: libx264)")
+    vp.add_argument("--preset", default=None, help="encoder preset (default: the codec's)")
+    vp.add_argument("--threads", type=int, default=0, help="encoder threads (0: automatic)")
+    vp.add_argument("--output", help="also write the table as Markdown to this file")
+    vp.set_defaults(handler=_cmd_bench_video)
+
+
+def _cmd_bench_video(args: argparse.Namespace) -> int:
+    from vidrestore.bench import video as bench_video
+
+    return bench_video.run_cli(args)
+
+
+# --- probe ---------------------------------------------------------------------------------------
+
+
+def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="print what a video holds (size, timing, tags, streams) as JSON")
+    p.add_argument("file", help="video file or URL")
+    p.set_defaults(handler=_cmd_probe)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from vidrestore.video import probe
+
+    print(json.dumps(probe(args.file).to_json(), indent=2, ensure_ascii=False))
+    return 0
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -87,6 +123,7 @@ SubparserAdder = Callable[[argparse._SubParsersAction], None]
 PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_weights_parser,
     _add_bench_parser,
+    _add_probe_parser,
 )
 
 
