@@ -82,28 +82,37 @@ class ModulatedConv2d(nn.Module):
             / math.sqrt(in_channels * kernel_size**2)
         )
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """Modulated conv of x (B, C_in, H, W) by style (B, F); the output is multiplied by `gain`."""
         s = self.modulation(style)  # (B, C_in)
-        if self.upsample:
-            x = upsample2x(x)
         if self.grouped:
-            return self._forward_grouped(x, s)
-        return self._forward_batched(x, s)
+            return self._forward_grouped(x, s, gain)
+        return self._forward_batched(x, s, gain)
 
-    def _forward_batched(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Scale activations, one shared convolution, demodulate outputs."""
+    def _forward_batched(self, x: torch.Tensor, s: torch.Tensor, gain: float) -> torch.Tensor:
+        """Scale activations, one shared convolution, demodulate outputs.
+
+        The style scaling is applied before the bilinear upsampling (they commute: both are linear
+        and per channel), on a quarter of the pixels; `gain` is folded into the demodulation.
+        """
         weight = self.weight[0]  # (C_out, C_in, k, k)
         x = x * s[:, :, None, None].to(x.dtype)
+        if self.upsample:
+            x = upsample2x(x)
         out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
             # sum_{c,k,k} (W[o,c] s[c])^2 = sum_c s[c]^2 * sum_{k,k} W[o,c]^2
             w_sq = weight.float().pow(2).sum(dim=(2, 3))  # (C_out, C_in)
-            demod = torch.rsqrt(s.float().pow(2) @ w_sq.t() + DEMOD_EPS)  # (B, C_out)
-            out = out * demod[:, :, None, None].to(out.dtype)
+            coeff = torch.rsqrt(s.float().pow(2) @ w_sq.t() + DEMOD_EPS) * gain  # (B, C_out)
+            out = out * coeff[:, :, None, None].to(out.dtype)
+        elif gain != 1.0:
+            out = out * gain
         return out
 
-    def _forward_grouped(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Per-sample modulated weights and a grouped convolution (groups = batch)."""
+    def _forward_grouped(self, x: torch.Tensor, s: torch.Tensor, gain: float) -> torch.Tensor:
+        """Per-sample modulated weights and a grouped convolution (groups = batch): the official form."""
+        if self.upsample:
+            x = upsample2x(x)
         b, c, h, w = x.shape
         weight = self.weight * s.view(b, 1, c, 1, 1)  # (B, C_out, C_in, k, k)
         if self.demodulate:
@@ -111,7 +120,8 @@ class ModulatedConv2d(nn.Module):
             weight = weight * demod.view(b, self.out_channels, 1, 1, 1)
         weight = weight.view(b * self.out_channels, c, self.kernel_size, self.kernel_size)
         out = F.conv2d(x.reshape(1, b * c, h, w), weight.to(x.dtype), padding=self.padding, groups=b)
-        return out.view(b, self.out_channels, out.shape[2], out.shape[3])
+        out = out.view(b, self.out_channels, out.shape[2], out.shape[3])
+        return out * gain if gain != 1.0 else out
 
 
 class StyleConv(nn.Module):
@@ -129,7 +139,7 @@ class StyleConv(nn.Module):
         self.activate = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style) * math.sqrt(2)
+        out = self.modulated_conv(x, style, gain=math.sqrt(2))
         if noise is None:
             b, _, h, w = out.shape
             noise = out.new_empty(b, 1, h, w).normal_()
