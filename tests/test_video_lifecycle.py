@@ -83,6 +83,14 @@ def test_source_break_out_of_loop(clip):
     assert video_threads() == []
 
 
+def test_abandoned_iteration_ends_the_thread(clip):
+    src = VideoSource(clip, queue_size=2)
+    it = iter(src)
+    next(it)
+    it.close()  # what a `for` loop's `break` does once the generator is dropped
+    assert video_threads() == []
+
+
 def test_decode_queue_is_bounded(clip):
     with VideoSource(clip, queue_size=3) as src:
         it = iter(src)

@@ -86,13 +86,17 @@ class VideoSource:
 
     def __iter__(self) -> Iterator[Frame]:
         self.start()
-        while True:
-            item = self._chan.get(alive=self._thread)
-            if item is END:
-                break
-            raise_if_failure(item)
-            yield item
-        self._finish()
+        try:
+            while True:
+                item = self._chan.get(alive=self._thread)
+                if item is END:
+                    break
+                raise_if_failure(item)
+                yield item
+            self._finish()
+        finally:
+            if not self._finished:
+                self.close()  # the consumer stopped early or failed: end the decode thread now
 
     def _finish(self) -> None:
         """Log what was lost once the whole file has been read."""
