@@ -64,8 +64,11 @@ def check_output(path: str | os.PathLike, input_path: str | os.PathLike | None =
 
 def make_temp(out: Path, suffix: str | None = None) -> Path:
     """Create an empty hidden temp file beside `out`, keeping its extension so the muxer is right."""
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}{TMP_MARK}", suffix=suffix or out.suffix,
-                                dir=out.parent if str(out.parent) else ".")
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}{TMP_MARK}", suffix=suffix or out.suffix, dir=folder)
+    except OSError as exc:
+        raise MediaError(f"cannot write into the output folder {folder}: {exc.strerror or exc}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
