@@ -116,6 +116,76 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- restore (the main job: `vidrestore IN OUT`) -------------------------------------------------
+
+RESTORE_OVERRIDES = ("model", "detector", "device", "precision", "batch_size", "max_batch_frames", "detect_every",
+                     "det_size", "blend", "only_center_face", "largest_face", "codec", "crf", "preset", "backend",
+                     "queue_size")
+
+
+def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "restore", help="restore the faces of a video or an image (the default: `vidrestore IN OUT`)",
+        description="Restore faces in a video (or an image) with GFP-GAN. Timing, audio and subtitles are kept; "
+        "pixels outside faces are untouched. Options not given come from the preset (--config, default: "
+        "configs/default.yaml).",
+    )
+    p.add_argument("input", help="input video (any FFmpeg-readable file) or image (jpg, png, ...)")
+    p.add_argument("output", help="output file; the container or image format follows its extension")
+    p.add_argument("--config", help="preset name (default, fast, quality, live) or YAML file; options given here override it")
+    m = p.add_argument_group("model and faces")
+    m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint path, "
+                   "or none (runs the whole pipeline without changing a pixel)")
+    m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, or a path")
+    m.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
+    m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
+    m.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 4 on CPU; "
+                   "halved automatically when GPU memory runs out)")
+    m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
+    m.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between (default 5)")
+    m.add_argument("--det-size", type=int, help="long side of the detector's input in pixels (default 640)")
+    m.add_argument("--blend", "--weight", dest="blend", type=float,
+                   help="fidelity blend of the restored face with the original, 0..1 (1 = fully restored, default)")
+    m.add_argument("--only-center-face", action="store_true", default=None, help="restore only the face nearest the centre")
+    m.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
+    e = p.add_argument_group("output video")
+    e.add_argument("--codec", help="video encoder: libx264 (default), libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
+    e.add_argument("--crf", type=int, help="quality: CRF for x264/x265/vp9/av1 (lower is better; default 18)")
+    e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast .. veryslow)")
+    e.add_argument("--backend", choices=["pyav", "ffmpeg"], help="encoder backend (default pyav)")
+    e.add_argument("--queue-size", type=int, help="items queued between two stages (bounds memory; default 8)")
+    e.add_argument("--compare", metavar="OUT2", help="also write a side-by-side before|after video")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    p.set_defaults(handler=_cmd_restore)
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from vidrestore.pipeline.job import restore_file
+    from vidrestore.pipeline.options import load_options
+
+    overrides = {name: getattr(args, name) for name in RESTORE_OVERRIDES}
+    overrides["offline"] = True if args.offline else None
+    options = load_options(args.config, overrides)
+    restore_file(args.input, args.output, options, compare=args.compare,
+                 progress=not (args.no_progress or args.quiet))
+    return 0
+
+
+def _with_default_command(argv: Sequence[str], commands: Sequence[str]) -> list[str]:
+    """`vidrestore IN OUT ...` means `vidrestore restore IN OUT ...`: insert the command name when the
+    first non-option argument is not a known subcommand (top-level options are all flags)."""
+    argv = list(argv)
+    for position, token in enumerate(argv):
+        if token == "--" or not token.startswith("-"):
+            if token not in commands:
+                argv.insert(position, "restore")
+            break
+    return argv
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 SubparserAdder = Callable[[argparse._SubParsersAction], None]
@@ -124,6 +194,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_weights_parser,
     _add_bench_parser,
     _add_probe_parser,
+    _add_restore_parser,
 )
 
 
@@ -131,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one subparser per subcommand."""
     parser = argparse.ArgumentParser(
         prog="vidrestore",
-        description="Restore faces in video with a GFP-GAN generative facial prior.",
+        description="Restore faces in video with a GFP-GAN generative facial prior.\n\n"
+        "main job:  vidrestore IN OUT [options]   (see `vidrestore restore --help` for the options)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vidrestore {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -151,6 +224,8 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = build_parser()
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    argv = _with_default_command(sys.argv[1:] if argv is None else argv, list(commands))
     args = parser.parse_args(argv)
     _configure_logging(args.debug, args.quiet)
     if args.offline:

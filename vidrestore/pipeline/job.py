@@ -1,0 +1,180 @@
+"""The main job: `restore_video(IN, OUT, options)` runs decode -> analyse -> restore -> composite ->
+encode in threads and returns a JobReport; `restore_image` is the same for a single picture.
+
+Outputs (and the optional before/after comparison) are written to temporary files and renamed
+into place only when everything succeeded: an error or Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vidrestore.device import resolve_device
+from vidrestore.errors import VidrestoreError
+from vidrestore.faces.tracker import FaceTracker, TrackerConfig
+from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.restorer_api import Restorer, is_image_path, load_crop_restorer, load_detector
+from vidrestore.pipeline.runner import Pipeline, StageTiming
+from vidrestore.pipeline.stages import (
+    JobCounters,
+    analyse_stage,
+    composite_stage,
+    decode_stage,
+    encode_stage,
+    restore_stage,
+)
+from vidrestore.video.codecs import EncoderSettings
+from vidrestore.video.paths import check_input, check_output
+from vidrestore.video.sink import VideoSink
+from vidrestore.video.source import VideoSource
+from vidrestore.video.transcode import open_sink
+from vidrestore.video.types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a job did: frames, faces, wall time, time in each stage, frames the decoder lost."""
+
+    input: Path
+    output: Path
+    frames: int
+    faces: int
+    frames_with_faces: int
+    seconds: float
+    stages: tuple[StageTiming, ...]
+    lost_frames: int = 0
+    compare: Path | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames per second end to end."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """A short table: totals, then busy seconds and share of wall time per stage."""
+        lines = [f"{self.frames} frames ({self.frames_with_faces} with faces, {self.faces} faces) in "
+                 f"{self.seconds:.2f} s: {self.fps:.1f} fps" + (f", {self.lost_frames} lost" if self.lost_frames else "")]
+        for t in self.stages:
+            share = 100.0 * t.busy_seconds / self.seconds if self.seconds > 0 else 0.0
+            lines.append(f"  {t.name:<10} {t.busy_seconds:8.2f} s busy ({share:5.1f}% of wall), {t.items} items")
+        return "\n".join(lines)
+
+
+def encoder_settings(options: RestoreOptions) -> EncoderSettings:
+    """The encoder settings the options ask for."""
+    return EncoderSettings(codec=options.codec, quality=options.crf, preset=options.preset)
+
+
+def expected_frames(info: VideoInfo) -> int | None:
+    """Frame count estimate for the progress bar (duration x average rate), None when unknown."""
+    if info.duration and info.average_rate:
+        return max(1, round(info.duration * float(info.average_rate)))
+    return None
+
+
+def compare_info(info: VideoInfo) -> VideoInfo:
+    """The comparison video's info: the source's timing and tags, twice as wide."""
+    return dataclasses.replace(info, width=info.width * 2)
+
+
+class _Outputs:
+    """The main output and the optional comparison: opened, finished or aborted together."""
+
+    def __init__(self, output: Path, compare: Path | None, info: VideoInfo, options: RestoreOptions) -> None:
+        settings = encoder_settings(options)
+        self.sink = open_sink(output, info, settings, backend=options.backend)
+        self.compare: VideoSink | None = None
+        if compare is not None:
+            try:
+                self.compare = open_sink(compare, compare_info(info), settings, backend=options.backend)
+            except BaseException:
+                self.sink.abort()
+                raise
+
+    def close(self) -> None:
+        """Finish both files; if either fails, neither is left behind."""
+        try:
+            if self.compare is not None:
+                self.compare.close()
+            self.sink.close()
+        except BaseException:
+            self.abort()
+            if self.compare is not None:
+                self.compare.out_path.unlink(missing_ok=True)
+            raise
+
+    def abort(self) -> None:
+        """Stop both encoders and delete their temporary files."""
+        self.sink.abort()
+        if self.compare is not None:
+            self.compare.abort()
+
+
+def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
+                  *, compare: str | os.PathLike | None = None, progress: bool = True) -> JobReport:
+    """Restore the faces of a video into `output` (timing, audio and untouched pixels kept)."""
+    options = options or RestoreOptions()
+    input, output = Path(check_input(input)), Path(output)
+    check_output(output, input)
+    if compare is not None:
+        check_output(compare, input)
+        if Path(compare).resolve() == output.resolve():
+            raise VidrestoreError(f"--compare must name another file than the output: {compare}")
+    device = resolve_device(options.device)
+    engine = load_crop_restorer(options, device)
+    tracker = None
+    if engine is not None:
+        tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every))
+    started = time.perf_counter()
+    counters = JobCounters()
+    with VideoSource(input, passthrough=True, queue_size=options.queue_size) as source:
+        outputs = _Outputs(output, Path(compare) if compare else None, source.info, options)
+        max_faces = engine.restorer.batch_size if engine is not None else 1
+        with tqdm(total=expected_frames(source.info), unit="frame", desc=input.name, disable=not progress,
+                  dynamic_ncols=True) as bar:
+            pipeline = (
+                Pipeline(options.queue_size)
+                .add("decode", decode_stage(source))
+                .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
+                                              largest=options.largest_face))
+                .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
+                .add("composite", composite_stage(engine, counters, keep_before=compare is not None))
+                .add("encode", encode_stage(outputs.sink, outputs.compare, lambda: bar.update(1)))
+            )
+            try:
+                pipeline.run()
+            except BaseException:
+                outputs.abort()
+                raise
+        outputs.close()
+        lost = source.stats.lost_frames
+    report = JobReport(input, output, counters.frames, counters.faces, counters.frames_with_faces,
+                       time.perf_counter() - started, tuple(pipeline.timings), lost,
+                       Path(compare) if compare else None)
+    log.info("%s", report.summary())
+    return report
+
+
+def restore_image(input: str | os.PathLike, output: str | os.PathLike,
+                  options: RestoreOptions | None = None) -> Path:
+    """Restore the faces of an image file (jpg, png, ...) into another image file."""
+    return Restorer(options).restore_image(input, output)
+
+
+def restore_file(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
+                 *, compare: str | os.PathLike | None = None, progress: bool = True) -> JobReport | Path:
+    """The main job for any input: images go to `restore_image`, everything else to `restore_video`."""
+    if is_image_path(input):
+        if compare is not None:
+            raise VidrestoreError("--compare is for videos; an image has no side-by-side output")
+        return restore_image(input, output, options)
+    return restore_video(input, output, options, compare=compare, progress=progress)

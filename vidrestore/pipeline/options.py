@@ -1,0 +1,111 @@
+"""RestoreOptions: every setting of the main job in one typed record, loadable from a YAML preset.
+
+Presets live in configs/<name>.yaml (default, fast, quality, live); a preset may be named or given
+as a path, and command-line values override what it says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from vidrestore.errors import VidrestoreError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+NO_MODEL = "none"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What the main job does: which model and detector, how it batches, blends and encodes."""
+
+    model: str = "GFPGANv1.4"  # a checkpoint name, a file path, or "none" (no pixel changes)
+    detector: str = "retinaface_mobile0.25"  # detector name or weights path
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: str | None = None  # fp32 or bf16; default bf16 on CUDA, fp32 on CPU
+    batch_size: int | None = None  # faces per restorer call; default per device
+    max_batch_frames: int = 16  # frames gathered at most for one restoration batch
+    detect_every: int = 5  # run the detector every K frames (tracking in between)
+    det_size: int = 640  # long side of the detector's input
+    analysis_chunk: int = 8  # frames analysed per tracker call (batched detection)
+    blend: float = 1.0  # fidelity blend: 1 = fully restored face, 0 = original face
+    only_center_face: bool = False  # restore only the face nearest the image centre
+    largest_face: bool = False  # restore only the largest face
+    codec: str = "libx264"
+    crf: int | None = None  # quality (CRF or the codec's own); default the codec preset's
+    preset: str | None = None  # encoder speed preset (x264/x265 "medium", ...)
+    backend: str = "pyav"  # pyav or ffmpeg
+    queue_size: int = 8  # items between two stages (bounds memory)
+    offline: bool | None = None  # never download weights
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.blend <= 1.0:
+            raise VidrestoreError(f"blend must be between 0 and 1, not {self.blend}")
+        for name in ("detect_every", "det_size", "analysis_chunk", "queue_size", "max_batch_frames"):
+            if getattr(self, name) < 1:
+                raise VidrestoreError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise VidrestoreError(f"batch-size must be at least 1, not {self.batch_size}")
+
+    @property
+    def restores(self) -> bool:
+        """False for --model none: the pipeline runs without touching a pixel."""
+        return str(self.model).lower() != NO_MODEL
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "RestoreOptions":
+        """A copy with the given fields replaced; None values mean 'not given' and are skipped."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        _check_known(given, "override")
+        return dataclasses.replace(self, **given)
+
+
+def _check_known(values: Mapping[str, Any], where: str) -> None:
+    """VidrestoreError naming any key that is not a RestoreOptions field."""
+    known = {f.name for f in fields(RestoreOptions)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise VidrestoreError(f"unknown {where} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a preset name (configs/<name>.yaml) or an explicit path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise VidrestoreError(f"config file not found: {path}")
+        return path
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise VidrestoreError(f"unknown config {name_or_path!r} (available: {', '.join(available) or 'none'})")
+    return candidate
+
+
+def load_options(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RestoreOptions:
+    """Options from a preset (default: configs/default.yaml if present) with overrides applied."""
+    values: dict[str, Any] = {}
+    path = preset_path(config) if config else CONFIG_DIR / "default.yaml"
+    if path.is_file():
+        values = _read_yaml(path)
+    _check_known(values, f"config ({path.name})")
+    return RestoreOptions(**values).with_overrides(overrides or {})
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping at the top level of a YAML file (a `restore:` section if there is one)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise VidrestoreError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, dict) and isinstance(data.get("restore"), dict):
+        data = data["restore"]
+    if not isinstance(data, dict):
+        raise VidrestoreError(f"config {path} must be a mapping of option: value")
+    return data

@@ -1,0 +1,242 @@
+"""The stages of the data path (DESIGN.md section 2) and the records that flow between them.
+
+    decode -> analyse -> restore -> composite -> encode
+    Frame     AnalysedFrame  RestoredBatch  OutputFrame
+
+Each stage function takes the iterable of items from the stage before and yields its own, in order,
+so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
+the encoder without any colour conversion (with `--model none` no frame is ever converted).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from vidrestore.faces.align import align_and_warp, paste_faces
+from vidrestore.faces.tracker import FaceTracker
+from vidrestore.faces.types import TrackedFace
+from vidrestore.models.restorer import BatchRestorer
+from vidrestore.video.sink import VideoSink
+from vidrestore.video.source import VideoSource
+from vidrestore.video.types import Frame
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# --- records between stages ----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class AnalysedFrame:
+    """A decoded frame and the faces to restore in it (after face selection)."""
+
+    frame: Frame
+    faces: list[TrackedFace] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class RestoredBatch:
+    """Consecutive frames and the restored crops of all their faces, ready to paste back."""
+
+    items: list[AnalysedFrame]
+    face_frame: np.ndarray  # position in `items` of each face's frame, (N,)
+    crops: torch.Tensor | None = None  # restored (N,3,s,s) RGB 0..255, on the restorer's device
+    matrices: np.ndarray | None = None  # frame -> crop similarity transforms (N,2,3)
+
+
+@dataclass(eq=False)
+class OutputFrame:
+    """A finished frame for the encoder, with its pixels before restoration when a comparison is wanted."""
+
+    frame: Frame
+    faces: int
+    before: np.ndarray | None = None
+
+
+@dataclass
+class JobCounters:
+    """Counts the stages keep while they run, for the report."""
+
+    frames: int = 0
+    faces: int = 0
+    frames_with_faces: int = 0
+
+
+# --- face selection and the restoration core -----------------------------------------------------
+
+
+def select_faces(faces: Sequence[T], height: int, width: int, *, only_center: bool, largest: bool) -> list[T]:
+    """All faces, or only the one nearest the centre / the largest (GFPGAN's only_center_face)."""
+    if len(faces) <= 1 or not (only_center or largest):
+        return list(faces)
+    boxes = np.array([np.asarray(f.box, dtype=np.float64)[:4] for f in faces])
+    if only_center:
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        key = -np.linalg.norm(centres - np.array([width / 2, height / 2]), axis=1)
+    else:
+        key = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return [faces[int(np.argmax(key))]]
+
+
+class CropRestorer:
+    """Aligns faces, restores their crops in one batched call, blends with the original crop, pastes back."""
+
+    def __init__(self, restorer: BatchRestorer, blend: float = 1.0) -> None:
+        self.restorer = restorer
+        self.blend = blend
+        self.face_size = restorer.face_size
+        self.device = restorer.device
+
+    def restore(self, images: Sequence[np.ndarray], face_frame: np.ndarray,
+                landmarks: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Restored crops (N,3,s,s) RGB 0..255 and their matrices for faces of many frames at once."""
+        crops, matrices = align_and_warp(images, face_frame, landmarks, self.face_size, self.device)
+        restored = self.restorer.restore(crops / 255.0) * 255.0
+        if self.blend < 1.0:
+            restored = torch.lerp(crops, restored, self.blend)  # fidelity: 0 = original crop
+        return restored, matrices
+
+    def paste(self, images: Sequence[np.ndarray], face_frame: np.ndarray, crops: torch.Tensor,
+              matrices: np.ndarray) -> None:
+        """Blend restored crops back into their frames in place (pixels outside the masks untouched)."""
+        paste_faces(list(images), face_frame, crops, matrices)
+
+
+def landmarks_of(items: Sequence[AnalysedFrame]) -> tuple[np.ndarray, np.ndarray]:
+    """(face_frame (N,), landmarks (N,5,2)) of all faces of the items, in order."""
+    face_frame = np.array([k for k, item in enumerate(items) for _ in item.faces], dtype=np.int64)
+    points = [np.asarray(face.landmarks, dtype=np.float64) for item in items for face in item.faces]
+    return face_frame, (np.stack(points) if points else np.zeros((0, 5, 2)))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def gather_by_faces(items: Iterable[AnalysedFrame], max_faces: int, max_frames: int) -> Iterator[list[AnalysedFrame]]:
+    """Consecutive frames grouped until they hold `max_faces` faces or `max_frames` frames."""
+    group: list[AnalysedFrame] = []
+    faces = 0
+    for item in items:
+        group.append(item)
+        faces += len(item.faces)
+        if faces >= max_faces or len(group) >= max_frames:
+            yield group
+            group, faces = [], 0
+    if group:
+        yield group
+
+
+def keep_decoded_picture(frame: Frame) -> None:
+    """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
+    if frame._native is not None:  # noqa: SLF001 - a passthrough source kept the decoded picture
+        frame._image = None  # noqa: SLF001
+
+
+def side_by_side(item: OutputFrame) -> Frame:
+    """The before | after picture of a frame, with the frame's own timing."""
+    after = item.frame.image
+    before = after if item.before is None else item.before
+    f = item.frame
+    return Frame(index=f.index, pts=f.pts, time_base=f.time_base, duration=f.duration,
+                 _image=np.concatenate([before, after], axis=1))
+
+
+# --- the stages ----------------------------------------------------------------------------------
+
+StageFn = Callable[[Iterable], Iterable]
+
+
+def decode_stage(source: VideoSource) -> StageFn:
+    """Source stage: the decoded frames, in order (the source decodes ahead in its own thread)."""
+
+    def decode(_: Iterable) -> Iterator[Frame]:
+        yield from source
+
+    return decode
+
+
+def analyse_stage(tracker: FaceTracker | None, chunk: int, *, only_center: bool = False,
+                  largest: bool = False) -> StageFn:
+    """Face analysis: track faces over chunks of frames (batched detection every K frames)."""
+
+    def analyse(frames: Iterable[Frame]) -> Iterator[AnalysedFrame]:
+        for group in chunked(frames, chunk):
+            if tracker is None:
+                yield from (AnalysedFrame(frame) for frame in group)
+                continue
+            images = [frame.image for frame in group]
+            for frame, image, result in zip(group, images, tracker.process(images)):
+                faces = select_faces(result.faces, *image.shape[:2], only_center=only_center, largest=largest)
+                yield AnalysedFrame(frame, faces)
+
+    return analyse
+
+
+def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) -> StageFn:
+    """Restoration: crops of the faces of several frames restored in one batched call."""
+
+    def restore(items: Iterable[AnalysedFrame]) -> Iterator[RestoredBatch]:
+        if engine is None:
+            yield from (RestoredBatch([item], np.zeros(0, dtype=np.int64)) for item in items)
+            return
+        for group in gather_by_faces(items, max_faces, max_frames):
+            face_frame, landmarks = landmarks_of(group)
+            if len(face_frame) == 0:
+                yield RestoredBatch(group, face_frame)
+                continue
+            crops, matrices = engine.restore([item.frame.image for item in group], face_frame, landmarks)
+            yield RestoredBatch(group, face_frame, crops, matrices)
+
+    return restore
+
+
+def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False) -> StageFn:
+    """Composite: paste restored faces back into their frames; untouched frames keep their decoded picture."""
+
+    def composite(batches: Iterable[RestoredBatch]) -> Iterator[OutputFrame]:
+        for batch in batches:
+            touched = set(batch.face_frame.tolist())
+            before = {k: batch.items[k].frame.image.copy() for k in touched} if keep_before else {}
+            if engine is not None and batch.crops is not None:
+                engine.paste([item.frame.image for item in batch.items], batch.face_frame, batch.crops,
+                             batch.matrices)
+            for k, item in enumerate(batch.items):
+                if k not in touched:
+                    keep_decoded_picture(item.frame)
+                counters.frames += 1
+                counters.faces += len(item.faces) if k in touched else 0
+                counters.frames_with_faces += k in touched
+                yield OutputFrame(item.frame, len(item.faces) if k in touched else 0, before.get(k))
+
+    return composite
+
+
+def encode_stage(sink: VideoSink, compare: VideoSink | None, on_frame: Callable[[], None]) -> StageFn:
+    """Sink stage: hand frames to the encoder (and the before/after comparison), in order."""
+
+    def encode(items: Iterable[OutputFrame]) -> Iterator[None]:
+        for item in items:
+            if compare is not None:
+                compare.write(side_by_side(item))
+                if not item.faces:
+                    keep_decoded_picture(item.frame)  # side_by_side converted it; encode the original
+            sink.write(item.frame)
+            on_frame()
+        yield from ()
+
+    return encode
