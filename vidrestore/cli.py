@@ -186,6 +186,64 @@ def _with_default_command(argv: Sequence[str], commands: Sequence[str]) -> list[
     return argv
 
 
+# --- train, eval, degrade ------------------------------------------------------------------------
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or fine-tune GFP-GAN with the paper's recipe (YAML config)")
+    p.add_argument("config", help="training config, e.g. configs/train_gfpgan.yaml")
+    p.add_argument("--resume", help="training checkpoint to resume from (e.g. OUT_DIR/latest.pth)")
+    p.add_argument("--iterations", type=int, help="run this many iterations and stop (default: to total_iter)")
+    p.add_argument("--out-dir", help="override run.out_dir of the config")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vidrestore.train.trainer import train_from_config
+
+    train_from_config(args.config, resume=args.resume, iterations=args.iterations, out_dir=args.out_dir)
+    return 0
+
+
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="restore a folder of faces and report PSNR/SSIM/LPIPS/identity/sharpness")
+    p.add_argument("--model", required=True, help="checkpoint path or name (e.g. GFPGANv1.4)")
+    p.add_argument("--data", required=True, help="DIR with lq/ and gt/, or clean faces (degraded with --seed)")
+    p.add_argument("--out", default="eval_report", help="folder for metrics.json, report.md, grid.png")
+    p.add_argument("--seed", type=int, default=0, help="degradation seed for clean faces (default 0)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N faces")
+    p.add_argument("--degraded", action="store_true", help="DIR holds degraded faces without ground truth")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vidrestore.train.evaluate import evaluate
+
+    metrics = evaluate(args.model, args.data, args.out, seed=args.seed, limit=args.limit,
+                       degraded=args.degraded, device=args.device)
+    log.info("mean: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics["mean"].items() if v is not None))
+    return 0
+
+
+def _add_degrade_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("degrade", help="write degraded copies of a folder of faces (test sets)")
+    p.add_argument("src", help="folder of clean aligned faces")
+    p.add_argument("dst", help="output folder (PNG, same file stems)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--size", type=int, help="resize faces to SIZE x SIZE first (default: keep)")
+    p.set_defaults(handler=_cmd_degrade)
+
+
+def _cmd_degrade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidrestore.train.degradations import degrade_folder
+
+    degrade_folder(Path(args.src), Path(args.dst), seed=args.seed, size=args.size)
+    return 0
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 SubparserAdder = Callable[[argparse._SubParsersAction], None]
@@ -195,6 +253,9 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_bench_parser,
     _add_probe_parser,
     _add_restore_parser,
+    _add_train_parser,
+    _add_eval_parser,
+    _add_degrade_parser,
 )
 
 

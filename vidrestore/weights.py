@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_PATH = _REPO_ROOT / "weights" / "manifest.json"
-KINDS = ("restorer", "detector", "parser")
+KINDS = ("restorer", "detector", "parser", "training")
 
 ENV_DIRS = "VIDRESTORE_WEIGHTS"
 ENV_OFFLINE = "VIDRESTORE_OFFLINE"

@@ -176,7 +176,7 @@ class IterationBatchSampler(Sampler):
 
 
 class PairedFaces(Dataset):
-    """Validation/evaluation pairs: LQ from a folder matched by stem to GT, or GT degraded with a fixed seed."""
+    """Validation/evaluation pairs: the LQ images of a folder with the GT of the same stem, or GT degraded with a fixed seed."""
 
     def __init__(
         self,
@@ -191,12 +191,13 @@ class PairedFaces(Dataset):
         self.lq_dir = Path(lq_dir) if lq_dir else None
         self.seed = seed
         self.degradation = degradation or DegradationConfig()
-        if self.lq_dir is not None:
-            lq_by_stem = {p.stem: p for p in list_images(self.lq_dir)}
-            missing = [p.name for p in self.gt_files if p.stem not in lq_by_stem]
-            if missing:
-                raise VidrestoreError(f"no LQ image in {self.lq_dir} for {', '.join(missing[:3])}")
-            self.lq_files = [lq_by_stem[p.stem] for p in self.gt_files]
+        if self.lq_dir is not None:  # the pairs are the LQ images, each with the GT of the same stem
+            self.lq_files = list_images(self.lq_dir)
+            gt_by_stem = {p.stem: p for p in self.gt_files}
+            missing = [p.name for p in self.lq_files if p.stem not in gt_by_stem]
+            if missing or not self.lq_files:
+                raise VidrestoreError(f"no ground truth in {gt_source} for LQ {', '.join(missing[:3]) or 'images'}")
+            self.gt_files = [gt_by_stem[p.stem] for p in self.lq_files]
 
     def __len__(self) -> int:
         return len(self.gt_files)
