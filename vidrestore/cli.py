@@ -60,7 +60,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -73,6 +73,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--output", help="also write the table as Markdown to this file")
     mp.set_defaults(handler=_cmd_bench_model)
     _add_bench_video_parser(bsub)
+    _add_bench_pipeline_parser(bsub)
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
@@ -96,6 +97,26 @@ def _cmd_bench_video(args: argparse.Namespace) -> int:
     from vidrestore.bench import video as bench_video
 
     return bench_video.run_cli(args)
+
+
+def _add_bench_pipeline_parser(bsub: argparse._SubParsersAction) -> None:
+    pp = bsub.add_parser("pipeline", help="end-to-end fps and per-stage times beside a per-frame baseline")
+    pp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p")
+    pp.add_argument("--seconds", type=float, default=2.0, help="length of each clip (made from the sample)")
+    pp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    pp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    pp.add_argument("--batch-size", type=int, help="faces per restorer call (default: per device)")
+    pp.add_argument("--preset", default="veryfast", help="x264 preset for every encoder in the run")
+    pp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
+    pp.add_argument("--baseline-frames", type=int, help="frames the per-frame baseline runs on (default: all)")
+    pp.add_argument("--output", help="also write the table as Markdown to this file")
+    pp.set_defaults(handler=_cmd_bench_pipeline)
+
+
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from vidrestore.bench import pipeline as bench_pipeline
+
+    return bench_pipeline.run_cli(args)
 
 
 # --- probe ---------------------------------------------------------------------------------------
