@@ -150,6 +150,12 @@ def test_manifest_lists_the_release_files_with_valid_checks():
         "retinaface_mobile0.25":
             "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
         "parsenet": "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
+        "arcface_resnet18": "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth",
+        "vgg19": "https://download.pytorch.org/models/vgg19-dcbf9e7d.pth",
+        "stylegan2_512_prior": "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
+        "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+        "ffhq_component_boxes":
+            "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
     }
     assert {name: spec.url for name, spec in weights.KNOWN.items()} == expected_urls
     for spec in weights.KNOWN.values():
