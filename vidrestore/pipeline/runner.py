@@ -55,29 +55,25 @@ class _Channel:
     def put(self, item: Any) -> None:
         started = time.perf_counter()
         try:
-            while True:
-                if self._stop.is_set():
-                    raise PipelineStopped
-                try:
-                    self._queue.put(item, timeout=_POLL_SECONDS)
-                    return
-                except queue.Full:
-                    continue
+            self._until_stopped(lambda: self._queue.put(item, timeout=_POLL_SECONDS), queue.Full)
         finally:
             self.put_wait_seconds += time.perf_counter() - started
 
     def get(self) -> Any:
         started = time.perf_counter()
         try:
-            while True:
-                if self._stop.is_set():
-                    raise PipelineStopped
-                try:
-                    return self._queue.get(timeout=_POLL_SECONDS)
-                except queue.Empty:
-                    continue
+            return self._until_stopped(lambda: self._queue.get(timeout=_POLL_SECONDS), queue.Empty)
         finally:
             self.get_wait_seconds += time.perf_counter() - started
+
+    def _until_stopped(self, attempt: Callable[[], Any], retry_on: type[Exception]) -> Any:
+        """Retry a timed queue operation until it succeeds or the pipeline stops."""
+        while not self._stop.is_set():
+            try:
+                return attempt()
+            except retry_on:
+                continue
+        raise PipelineStopped
 
     def __iter__(self) -> Iterator[Any]:
         while (item := self.get()) is not _END:
