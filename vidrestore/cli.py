@@ -60,7 +60,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -74,6 +74,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.set_defaults(handler=_cmd_bench_model)
     _add_bench_video_parser(bsub)
     _add_bench_pipeline_parser(bsub)
+    _add_bench_faces_parser(bsub)
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
@@ -117,6 +118,25 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from vidrestore.bench import pipeline as bench_pipeline
 
     return bench_pipeline.run_cli(args)
+
+
+def _add_bench_faces_parser(bsub: argparse._SubParsersAction) -> None:
+    fp = bsub.add_parser("faces", help="detector calls, faces lost and landmark jitter, raw vs tracked")
+    fp.add_argument("--media", help="folder of .mp4 videos (default: ../shared/media/videos)")
+    fp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    fp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    fp.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
+    fp.add_argument("--detect-every", type=int, default=5, help="detect at least every K frames")
+    fp.add_argument("--limit", type=int, help="frames per video (default: all)")
+    fp.add_argument("--hd-clip", help="video upscaled to 1080p for the timing (default: the first one)")
+    fp.add_argument("--output", help="also write the report as Markdown to this file")
+    fp.set_defaults(handler=_cmd_bench_faces)
+
+
+def _cmd_bench_faces(args: argparse.Namespace) -> int:
+    from vidrestore.bench import faces as bench_faces
+
+    return bench_faces.run_cli(args)
 
 
 # --- probe ---------------------------------------------------------------------------------------
@@ -265,6 +285,34 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- track ---------------------------------------------------------------------------------------
+
+
+def _add_track_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="detect and track faces; write per-frame tracks as JSON")
+    p.add_argument("input", help="input video")
+    p.add_argument("--json", required=True, help="where to write the tracks (JSON)")
+    p.add_argument("--draw", metavar="OUT.mp4", help="also write a video with boxes, landmarks and ids")
+    p.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--detect-every", type=int, default=5, help="detect at least every K frames")
+    p.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
+    p.add_argument("--conf", type=float, default=0.8, help="detector confidence threshold")
+    p.add_argument("--limit", type=int, help="only the first N frames")
+    p.set_defaults(handler=_cmd_track)
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidrestore import tracking_job
+
+    tracker = tracking_job.build_tracker(args.detector, args.device, args.det_size, args.detect_every, args.conf)
+    draw = Path(args.draw) if args.draw else None
+    tracking_job.run_track(Path(args.input), Path(args.json), tracker, draw, args.limit, progress=not args.quiet)
+    return 0
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 SubparserAdder = Callable[[argparse._SubParsersAction], None]
@@ -277,6 +325,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_train_parser,
     _add_eval_parser,
     _add_degrade_parser,
+    _add_track_parser,
 )
 
 
