@@ -104,3 +104,17 @@ def test_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
     frames_long, peak_long = _peak_rss_kb(long, tmp_path / "long_out.mp4")
     assert (frames_short, frames_long) == (400, 4000)
     assert peak_long - peak_short < 20 * 1024, (peak_short, peak_long)  # under 20 MB more for 10x the frames
+
+
+def test_sample_script_makes_a_clip_with_sound(tmp_path: Path) -> None:
+    pytest.importorskip("skimage")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
+    try:
+        from make_sample import make_sample
+    finally:
+        sys.path.pop(0)
+    out = make_sample(tmp_path / "sample.mp4", seconds=0.4)
+    from vidrestore.video import probe
+
+    info = probe(out)
+    assert (info.width, info.height) == (640, 480) and info.stream_counts.get("audio") == 1
