@@ -16,6 +16,7 @@ from vidrestore.errors import VidrestoreError
 
 log = logging.getLogger("vidrestore")
 
+EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -377,6 +378,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidrestore: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure still gets one line, not a traceback
+        if args.debug:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"vidrestore: error: {type(exc).__name__}{': ' + detail if detail else ''} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -143,8 +143,7 @@ def gather_by_faces(items: Iterable[AnalysedFrame], max_faces: int, max_frames: 
 
 def keep_decoded_picture(frame: Frame) -> None:
     """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
-    if frame._native is not None:  # noqa: SLF001 - a passthrough source kept the decoded picture
-        frame._image = None  # noqa: SLF001
+    frame.drop_pixels()
 
 
 def side_by_side(item: OutputFrame) -> Frame:

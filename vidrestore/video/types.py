@@ -42,6 +42,11 @@ class Frame:
     def image(self, value: np.ndarray) -> None:
         self._image = value
 
+    def drop_pixels(self) -> None:
+        """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
+        if self._native is not None:
+            self._image = None
+
     @property
     def native(self) -> Any:
         """The decoded `av.VideoFrame` when its pixels were never touched, else None."""
