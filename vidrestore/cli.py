@@ -306,7 +306,7 @@ def _add_track_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vidrestore import tracking_job
+    from vidrestore.pipeline import track as tracking_job
 
     tracker = tracking_job.build_tracker(args.detector, args.device, args.det_size, args.detect_every, args.conf)
     draw = Path(args.draw) if args.draw else None

@@ -23,7 +23,7 @@ import numpy as np
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig, analyze_frames, box_iou
 from vidrestore.faces.types import Detection, FrameFaces, eye_distance
-from vidrestore.tracking_job import read_video
+from vidrestore.pipeline.track import read_video
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def landmark_metrics(results: list[FrameFaces], raw: list[list[Detection]]) -> t
 
 def bench_video(path: Path, detector: FaceDetector, config: TrackerConfig, limit: int | None = None) -> VideoResult:
     """Per-frame detection and tracking of one video, and their comparison."""
-    frames = [item.rgb for item in read_video(path, limit)]
+    frames = [item.image for item in read_video(path, limit)]
     start = time.perf_counter()
     raw = detector.detect(frames)
     raw_ms = 1000 * (time.perf_counter() - start) / max(len(frames), 1)
@@ -121,7 +121,7 @@ def bench_video(path: Path, detector: FaceDetector, config: TrackerConfig, limit
 
 def time_1080p(path: Path, detector: FaceDetector, config: TrackerConfig, frames: int = 60) -> tuple[float, float]:
     """Milliseconds per 1080p frame: tracker analysis and per-frame detection (a clip upscaled to 1920x1080)."""
-    clip = [cv2.resize(item.rgb, (1920, 1080), interpolation=cv2.INTER_LINEAR) for item in read_video(path, frames)]
+    clip = [cv2.resize(item.image, (1920, 1080), interpolation=cv2.INTER_LINEAR) for item in read_video(path, frames)]
     tracker = FaceTracker(detector, config)
     start = time.perf_counter()
     list(analyze_frames(clip, tracker))
