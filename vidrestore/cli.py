@@ -181,7 +181,7 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, or a path")
     m.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
     m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
-    m.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 4 on CPU; "
+    m.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 1 on CPU for full-size faces; "
                    "halved automatically when GPU memory runs out)")
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
     m.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between (default 5)")

@@ -19,9 +19,16 @@ from vidrestore.models.precision import autocast, check_precision, default_preci
 log = logging.getLogger(__name__)
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Faces per forward pass: large on a GPU (throughput), small on a CPU (latency, memory)."""
-    return 16 if device.type == "cuda" else 4
+def default_batch_size(device: torch.device, face_size: int = 512) -> int:
+    """Faces per forward pass: 16 on a GPU (throughput); on a CPU one full-size face at a time.
+
+    On the CPU the convolutions are compute- and memory-bound whatever the batch: measured on the
+    2-core machine, 512px faces ran at 0.40 faces/s at batch 1, 0.38 at 2 and 0.33 at 4
+    (benchmarks/model.md). Small test models still gain from a few faces per call.
+    """
+    if device.type == "cuda":
+        return 16
+    return 1 if face_size >= 256 else 4
 
 
 class BatchRestorer:
@@ -37,9 +44,9 @@ class BatchRestorer:
     ) -> None:
         self.device = device
         self.precision = check_precision(precision or default_precision(device))
-        self.batch_size = max(1, batch_size or default_batch_size(device))
-        self.model = prepare_for_inference(model, device)
         self.face_size = model.out_size
+        self.batch_size = max(1, batch_size or default_batch_size(device, self.face_size))
+        self.model = prepare_for_inference(model, device)
 
     @torch.inference_mode()
     def restore(self, crops: torch.Tensor) -> torch.Tensor:
