@@ -129,6 +129,7 @@ def _add_bench_faces_parser(bsub: argparse._SubParsersAction) -> None:
     fp.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
     fp.add_argument("--detect-every", type=int, default=5, help="detect at least every K frames")
     fp.add_argument("--limit", type=int, help="frames per video (default: all)")
+    fp.add_argument("--lag", type=int, default=0, help="frames of look-ahead for landmark smoothing (default 0, causal)")
     fp.add_argument("--hd-clip", help="video upscaled to 1080p for the timing (default: the first one)")
     fp.add_argument("--output", help="also write the report as Markdown to this file")
     fp.set_defaults(handler=_cmd_bench_faces)
@@ -162,7 +163,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 RESTORE_OVERRIDES = ("model", "detector", "device", "precision", "batch_size", "max_batch_frames", "detect_every",
                      "det_size", "blend", "only_center_face", "largest_face", "codec", "crf", "preset", "backend",
-                     "queue_size")
+                     "queue_size", "smoothing_lag")
 
 
 def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
@@ -186,6 +187,8 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
     m.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between (default 5)")
     m.add_argument("--det-size", type=int, help="long side of the detector's input in pixels (default 640)")
+    m.add_argument("--smoothing-lag", type=int, help="frames of look-ahead for landmark smoothing "
+                   "(default 8; 0 = causal, as live mode)")
     m.add_argument("--blend", "--weight", dest="blend", type=float,
                    help="fidelity blend of the restored face with the original, 0..1 (1 = fully restored, default)")
     m.add_argument("--only-center-face", action="store_true", default=None, help="restore only the face nearest the centre")
@@ -300,6 +303,8 @@ def _add_track_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
     p.add_argument("--conf", type=float, default=0.8, help="detector confidence threshold")
     p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--lag", type=int, help="frames of look-ahead for landmark smoothing (default: the file-mode "
+                   "value, 8; 0 = causal, as live mode)")
     p.set_defaults(handler=_cmd_track)
 
 
@@ -308,7 +313,12 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
     from vidrestore.pipeline import track as tracking_job
 
-    tracker = tracking_job.build_tracker(args.detector, args.device, args.det_size, args.detect_every, args.conf)
+    from vidrestore.faces.lag import FILE_MODE_LAG
+
+    lag = FILE_MODE_LAG if args.lag is None else args.lag
+    if lag < 0:
+        raise VidrestoreError(f"--lag must be 0 or more, not {lag}")
+    tracker = tracking_job.build_tracker(args.detector, args.device, args.det_size, args.detect_every, args.conf, lag)
     draw = Path(args.draw) if args.draw else None
     tracking_job.run_track(Path(args.input), Path(args.json), tracker, draw, args.limit, progress=not args.quiet)
     return 0

@@ -169,7 +169,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if not videos:
         raise VidrestoreError(f"no .mp4 videos in {media}")
     detector = FaceDetector(args.detector, args.device, DetectorConfig(det_size=args.det_size))
-    config = TrackerConfig(detect_every=args.detect_every)
+    config = TrackerConfig(detect_every=args.detect_every, lag=args.lag)
     results = []
     for path in videos:
         log.info("benchmarking %s", path.name)
@@ -177,7 +177,8 @@ def run_cli(args: argparse.Namespace) -> int:
     tracked, per_frame = time_1080p(videos[0] if not args.hd_clip else Path(args.hd_clip), detector, config)
     report = (
         f"Machine: {machine_description()}, device {detector.device}; {datetime.date.today().isoformat()}.\n"
-        f"Detector {detector.weights_path.name}, det-size {args.det_size}, detect every {args.detect_every}.\n\n"
+        f"Detector {detector.weights_path.name}, det-size {args.det_size}, detect every {args.detect_every}, "
+        f"smoothing lag {args.lag} frame(s).\n\n"
         + markdown_table(results)
         + f"\n1080p analysis: {tracked:.1f} ms/frame tracked, {per_frame:.1f} ms/frame per-frame detection "
         f"({detector.device}).\n"

@@ -3,13 +3,14 @@
 State: the 10 landmark coordinates and their velocities (constant-velocity model). All noise levels
 are given in eye distances and scaled to the face's current size, so a 40-pixel face and a
 400-pixel face are smoothed alike. Between detections the estimate moves with the optical-flow
-motion of the face (`move`), otherwise with its velocity (`predict`). Everything is causal (no
-look-ahead), so live mode and file mode share it.
+motion of the face (`move`), otherwise with its velocity (`predict`). The filter is causal (no
+look-ahead); for file mode it can record its steps (`FilterHistory`) so that `smooth_span` (a
+Rauch-Tung-Striebel pass over a window of frames) gives fixed-lag smoothed landmarks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from filterpy.common import Q_discrete_white_noise
@@ -18,6 +19,7 @@ from filterpy.kalman import KalmanFilter
 from vidrestore.faces.types import eye_distance
 
 COORDS = 10
+IDENTITY = np.eye(2 * COORDS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,63 @@ class SmoothingConfig:
     size_smoothing: float = 0.1
     velocity_smoothing: float = 0.5
     correction_frames: int = 5
+
+
+@dataclass
+class FilterStep:
+    """One frame of a filter: the transition into it (matrix, prior mean and covariance) and the posterior."""
+
+    x: np.ndarray
+    P: np.ndarray
+    transition: np.ndarray | None = None
+    prior_x: np.ndarray | None = None
+    prior_P: np.ndarray | None = None
+    gain: np.ndarray | None = field(default=None, repr=False)
+
+
+class FilterHistory:
+    """The steps of one filter, one per frame, addressed by absolute position; old steps can be dropped."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.steps: list[FilterStep] = []
+
+    @property
+    def end(self) -> int:
+        """Absolute position one past the newest step."""
+        return self.start + len(self.steps)
+
+    def append(self, step: FilterStep) -> int:
+        """Add the newest step; returns its absolute position."""
+        self.steps.append(step)
+        return self.end - 1
+
+    def __getitem__(self, position: int) -> FilterStep:
+        return self.steps[position - self.start]
+
+    def drop_before(self, position: int) -> None:
+        """Forget the steps before an absolute position."""
+        cut = max(0, min(position - self.start, len(self.steps)))
+        del self.steps[:cut]
+        self.start += cut
+
+
+def _smoother_gain(step: FilterStep, following: FilterStep) -> np.ndarray:
+    """RTS gain P_t A^T (P_{t+1|t})^-1 of a step towards the following one (cached on the step)."""
+    if step.gain is None:
+        step.gain = np.linalg.solve(following.prior_P, following.transition @ step.P).T
+    return step.gain
+
+
+def smooth_span(history: FilterHistory, first: int, last: int) -> np.ndarray:
+    """RTS-smoothed landmarks (n, 5, 2) of the steps first..last, using the observations up to `last`."""
+    x = history[last].x
+    smoothed = [x]
+    for k in range(last - 1, first - 1, -1):
+        step, following = history[k], history[k + 1]
+        x = step.x + _smoother_gain(step, following) @ (x - following.prior_x)
+        smoothed.append(x)
+    return np.stack(smoothed[::-1])[:, :COORDS].reshape(-1, 5, 2)
 
 
 def _transition() -> np.ndarray:
@@ -59,7 +118,9 @@ def _process_covariance(std: float) -> np.ndarray:
 class LandmarkKalman:
     """Constant-velocity Kalman filter on the 5 landmarks (5, 2) of one track, noise scaled to face size."""
 
-    def __init__(self, landmarks: np.ndarray, config: SmoothingConfig | None = None) -> None:
+    def __init__(
+        self, landmarks: np.ndarray, config: SmoothingConfig | None = None, record: bool = False
+    ) -> None:
         self.config = config or SmoothingConfig()
         self.face_size = max(eye_distance(landmarks), 1.0)
         self.kf = KalmanFilter(dim_x=2 * COORDS, dim_z=COORDS)
@@ -72,6 +133,26 @@ class LandmarkKalman:
         self._rescale_process_noise()
         self._pending = np.zeros(COORDS)
         self._release_step = np.zeros(COORDS)
+        self.history = FilterHistory() if record else None
+        if self.history is not None:
+            self.history.append(FilterStep(self.kf.x.copy(), self.kf.P.copy()))
+
+    def _record_transition(self, transition: np.ndarray) -> None:
+        """Remember a frame's transition and prior (also its posterior until an update replaces it)."""
+        if self.history is not None:
+            x, p = self.kf.x.copy(), self.kf.P.copy()
+            self.history.append(FilterStep(x, p, transition, x, p))
+
+    def _record_update(self) -> None:
+        """Replace the newest step's posterior with the corrected estimate."""
+        if self.history is not None:
+            step = self.history[self.history.end - 1]
+            step.x, step.P = self.kf.x.copy(), self.kf.P.copy()
+
+    @property
+    def position(self) -> int:
+        """Absolute position of the newest recorded step (-1 when not recording)."""
+        return self.history.end - 1 if self.history is not None else -1
 
     def _rescale_process_noise(self) -> None:
         """Process noise for the current face size."""
@@ -100,6 +181,7 @@ class LandmarkKalman:
     def predict(self) -> np.ndarray:
         """Advance one frame; returns the predicted landmarks."""
         self.kf.predict()
+        self._record_transition(self.kf.F)
         self._release()
         return self.landmarks
 
@@ -114,6 +196,7 @@ class LandmarkKalman:
         if self.config.correction_frames > 1:
             self._pending += self.kf.x[:COORDS] - before
             self._release_step = np.abs(self._pending) / self.config.correction_frames
+        self._record_update()
         return self.landmarks
 
     def move(self, displacement: np.ndarray) -> np.ndarray:
@@ -128,5 +211,6 @@ class LandmarkKalman:
         self.kf.x[COORDS:] = (1 - rate) * self.kf.x[COORDS:] + rate * step
         flow_var = (self.config.flow_noise * self.face_size) ** 2
         self.kf.P = self.kf.P + self.kf.Q + np.diag([flow_var] * COORDS + [0.0] * COORDS)
+        self._record_transition(IDENTITY)
         self._release()
         return self.landmarks

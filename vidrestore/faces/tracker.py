@@ -6,7 +6,10 @@ failed, the filter's uncertainty grew too large, a new track awaits confirmation
 missed). Due frames of a chunk are detected in one batched call. Between detections each track's
 landmarks follow pyramidal Lucas-Kanade flow on the landmark points and the Kalman filter smooths
 them. Detections are matched to tracks by an optimal assignment (IoU and landmark distance).
-Everything is causal: the result for a frame depends only on that frame and earlier ones.
+With `lag` 0 (live mode) everything is causal: the result for a frame depends only on that frame
+and earlier ones, and `process` returns one result per frame given. With `lag` L > 0 (file mode)
+each frame's landmarks are fixed-lag smoothed over the next L frames of its track (faces/lag.py):
+`process` returns the frames that are complete (L frames late, in order) and `flush` the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from scipy.optimize import linear_sum_assignment
 
 from vidrestore.faces.detector import FaceDetector
 from vidrestore.faces.smoothing import LandmarkKalman, SmoothingConfig
-from vidrestore.faces.types import Detection, FrameFaces, TrackedFace, eye_distance
+from vidrestore.faces.lag import FixedLagBuffer
+from vidrestore.faces.types import Detection, FrameFaces, TrackedFace, eye_distance, landmark_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class TrackerConfig:
     flow_size: int = 640
     flow_fb_error: float = 0.05
     max_uncertainty: float = 0.08
+    lag: int = 0  # frames of look-ahead (file mode); 0 = causal (live mode)
+    lag_sigma: float = 1.5  # frames, the centred Gaussian after the fixed-lag RTS pass
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
 
 
@@ -84,12 +90,6 @@ def find_scene_cuts(frames: Iterable[np.ndarray], threshold: float = TrackerConf
     return cuts
 
 
-def _face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and RMS radius of the landmarks: the face's own position and scale."""
-    center = landmarks.mean(axis=0)
-    return center, float(np.sqrt(((landmarks - center) ** 2).sum(axis=1).mean())) + 1e-6
-
-
 def _grid_points(box: np.ndarray, steps: int = FLOW_GRID) -> np.ndarray:
     """A steps x steps grid of points over the central 80% of a face box."""
     x1, y1, x2, y2 = box
@@ -114,9 +114,11 @@ def _fit_motion(p0: np.ndarray, p1: np.ndarray, size: float, scale: float) -> np
 class Track:
     """One face followed over frames: id, Kalman filter, box shape relative to the landmarks, life counters."""
 
-    def __init__(self, track_id: int, detection: Detection, confirmed: bool, smoothing: SmoothingConfig) -> None:
+    def __init__(
+        self, track_id: int, detection: Detection, confirmed: bool, smoothing: SmoothingConfig, record: bool = False
+    ) -> None:
         self.track_id = track_id
-        self.kalman = LandmarkKalman(detection.landmarks, smoothing)
+        self.kalman = LandmarkKalman(detection.landmarks, smoothing, record)
         self.hits = 1
         self.misses = 0
         self.confirmed = confirmed
@@ -126,12 +128,12 @@ class Track:
 
     def _set_box_shape(self, detection: Detection) -> None:
         """Store the detection box in the face's own coordinates, to carry it along between detections."""
-        center, radius = _face_frame(detection.landmarks)
+        center, radius = landmark_frame(detection.landmarks)
         self.box_shape = (detection.box.reshape(2, 2) - center) / radius
 
     def box(self) -> np.ndarray:
         """The box [x1,y1,x2,y2] that goes with the current smoothed landmarks."""
-        center, radius = _face_frame(self.kalman.landmarks)
+        center, radius = landmark_frame(self.kalman.landmarks)
         return (self.box_shape * radius + center).reshape(-1)
 
     def hit(self, detection: Detection, noise: float) -> None:
@@ -149,7 +151,7 @@ class Track:
 
 
 class FaceTracker:
-    """Stateful, causal face analysis of consecutive frames: `process(chunk)` returns FrameFaces per frame."""
+    """Stateful face analysis of consecutive frames: `process(chunk)` returns FrameFaces in order (see `lag`)."""
 
     def __init__(self, detector: FaceDetector, config: TrackerConfig | None = None) -> None:
         self.detector = detector
@@ -157,6 +159,8 @@ class FaceTracker:
         self._ids = itertools.count(1)
         self.frames_seen = 0
         self.detected_frames = 0
+        self._lagged = FixedLagBuffer(self.config.lag, self.config.lag_sigma) if self.config.lag > 0 else None
+        self._held_steps: dict[int, list] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -168,13 +172,25 @@ class FaceTracker:
         self._since_cut = 0
 
     def process(self, frames: Sequence[np.ndarray | torch.Tensor]) -> list[FrameFaces]:
-        """Analyse the next frames of the stream; due detections of the chunk run in one batch."""
+        """Analyse the next frames of the stream (due detections in one batch); returns the frames complete."""
         frames = [f.cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f) for f in frames]
         thumbs = [frame_thumbnail(f) for f in frames]
         cuts = self._chunk_cuts(thumbs)
         due = self._due_frames(cuts)
         batch = dict(zip(due, self.detector.detect([frames[k] for k in due]))) if due else {}
-        return [self._step(frames[k], thumbs[k], cuts[k], batch.get(k)) for k in range(len(frames))]
+        results = [self._step(frames[k], thumbs[k], cuts[k], batch.get(k)) for k in range(len(frames))]
+        if self._lagged is None:
+            return results
+        return [ready for result, cut in zip(results, cuts) for ready in self._hold(result, cut)]
+
+    def flush(self) -> list[FrameFaces]:
+        """The frames still held for look-ahead (none without lag); call at the end of the stream."""
+        return self._lagged.flush() if self._lagged is not None else []
+
+    def _hold(self, result: FrameFaces, cut: bool) -> list[FrameFaces]:
+        """Pass a frame through the fixed-lag buffer; a scene cut first releases everything before it."""
+        released = self._lagged.flush() if cut else []
+        return released + self._lagged.push(result, self._held_steps.pop(result.index))
 
     def _chunk_cuts(self, thumbs: list[np.ndarray]) -> list[bool]:
         """Scene-cut flags of the chunk's frames."""
@@ -214,6 +230,8 @@ class FaceTracker:
         self.frames_seen += 1
         self._since_cut += 1
         faces = [t.to_face(raw.get(t.track_id)) for t in self.tracks if t.confirmed]
+        if self._lagged is not None:
+            self._held_steps[index] = [(t.kalman.history, t.kalman.position) for t in self.tracks if t.confirmed]
         return FrameFaces(index=index, detected=detections is not None, faces=faces)
 
     def _detection_needed(self, index: int) -> bool:
@@ -300,7 +318,7 @@ class FaceTracker:
     def _new_track(self, detection: Detection) -> Track:
         """Start a track; right after a start or a cut it is confirmed at once (as SORT does)."""
         confirmed = self._since_cut < self.config.min_hits
-        track = Track(next(self._ids), detection, confirmed, self.config.smoothing)
+        track = Track(next(self._ids), detection, confirmed, self.config.smoothing, self.config.lag > 0)
         self.tracks.append(track)
         return track
 
@@ -344,3 +362,4 @@ def analyze_frames(
             buffer = []
     if buffer:
         yield from tracker.process(buffer)
+    yield from tracker.flush()

@@ -19,6 +19,12 @@ def eye_distance(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[0] - landmarks[1]))
 
 
+def landmark_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and RMS radius of the landmarks: the face's own position and scale."""
+    center = landmarks.mean(axis=0)
+    return center, float(np.sqrt(((landmarks - center) ** 2).sum(axis=1).mean())) + 1e-6
+
+
 @dataclass(frozen=True)
 class Detection:
     """One face found by the detector: box [x1,y1,x2,y2], confidence, 5 landmarks (5,2) in pixels."""

@@ -133,7 +133,8 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     engine = load_crop_restorer(options, device)
     tracker = None
     if engine is not None:
-        tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every))
+        config = TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag)
+        tracker = FaceTracker(load_detector(options, device), config)
     started = time.perf_counter()
     counters = JobCounters()
     with VideoSource(input, passthrough=True, queue_size=options.queue_size) as source:

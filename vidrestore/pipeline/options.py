@@ -35,6 +35,7 @@ class RestoreOptions:
     detect_every: int = 5  # run the detector every K frames (tracking in between)
     det_size: int = 640  # long side of the detector's input
     analysis_chunk: int = 8  # frames analysed per tracker call (batched detection)
+    smoothing_lag: int = 8  # frames of landmark look-ahead (faces.lag.FILE_MODE_LAG); 0 = causal, as live mode needs
     blend: float = 1.0  # fidelity blend: 1 = fully restored face, 0 = original face
     only_center_face: bool = False  # restore only the face nearest the image centre
     largest_face: bool = False  # restore only the largest face
@@ -51,6 +52,8 @@ class RestoreOptions:
         for name in ("detect_every", "det_size", "analysis_chunk", "queue_size", "max_batch_frames"):
             if getattr(self, name) < 1:
                 raise VidrestoreError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.smoothing_lag < 0:
+            raise VidrestoreError(f"smoothing-lag must be 0 or more, not {self.smoothing_lag}")
         if self.batch_size is not None and self.batch_size < 1:
             raise VidrestoreError(f"batch-size must be at least 1, not {self.batch_size}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -20,7 +21,7 @@ import torch
 
 from vidrestore.faces.align import align_and_warp, paste_faces
 from vidrestore.faces.tracker import FaceTracker
-from vidrestore.faces.types import TrackedFace
+from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.restorer import BatchRestorer
 from vidrestore.video.sink import VideoSink
 from vidrestore.video.source import VideoSource
@@ -171,17 +172,29 @@ def decode_stage(source: VideoSource) -> StageFn:
 
 def analyse_stage(tracker: FaceTracker | None, chunk: int, *, only_center: bool = False,
                   largest: bool = False) -> StageFn:
-    """Face analysis: track faces over chunks of frames (batched detection every K frames)."""
+    """Face analysis: track faces over chunks of frames (batched detection every K frames).
+
+    With a smoothing lag the tracker returns frames later than it gets them; frames wait here until
+    their result comes, and the rest come out at the end of the stream.
+    """
+
+    def with_faces(frame: Frame, result: FrameFaces) -> AnalysedFrame:
+        """The frame with the faces selected from its analysis."""
+        image = frame.image
+        return AnalysedFrame(frame, select_faces(result.faces, *image.shape[:2], only_center=only_center,
+                                                 largest=largest))
 
     def analyse(frames: Iterable[Frame]) -> Iterator[AnalysedFrame]:
+        waiting: deque[Frame] = deque()
         for group in chunked(frames, chunk):
             if tracker is None:
                 yield from (AnalysedFrame(frame) for frame in group)
                 continue
-            images = [frame.image for frame in group]
-            for frame, image, result in zip(group, images, tracker.process(images)):
-                faces = select_faces(result.faces, *image.shape[:2], only_center=only_center, largest=largest)
-                yield AnalysedFrame(frame, faces)
+            waiting.extend(group)
+            for result in tracker.process([frame.image for frame in group]):
+                yield with_faces(waiting.popleft(), result)
+        for result in tracker.flush() if tracker is not None else ():
+            yield with_faces(waiting.popleft(), result)
 
     return analyse
 

@@ -84,11 +84,12 @@ def draw_faces(rgb: np.ndarray, result: FrameFaces) -> np.ndarray:
 
 
 def build_tracker(
-    detector: str | Path, device: str, det_size: int, detect_every: int, conf_threshold: float
+    detector: str | Path, device: str, det_size: int, detect_every: int, conf_threshold: float, lag: int = 0
 ) -> FaceTracker:
-    """A FaceTracker with its detector, from command-line settings."""
+    """A FaceTracker with its detector, from command-line settings (lag: frames of landmark look-ahead)."""
     det_config = DetectorConfig(det_size=det_size, conf_threshold=conf_threshold)
-    return FaceTracker(FaceDetector(detector, device, det_config), TrackerConfig(detect_every=detect_every))
+    config = TrackerConfig(detect_every=detect_every, lag=lag)
+    return FaceTracker(FaceDetector(detector, device, det_config), config)
 
 
 def run_track(
