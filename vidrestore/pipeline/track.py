@@ -11,8 +11,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from vidrestore.atomic import atomic_path
 from vidrestore.video import EncoderSettings, Frame, VideoInfo, VideoSink, probe, read_frames
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig, analyze_frames
@@ -48,15 +47,8 @@ def tracks_document(info: VideoInfo, pts: list[int | None], results: list[FrameF
 
 def write_json_atomic(document: dict, path: Path) -> None:
     """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, separators=(",", ":")))
 
 
 def _track_color(track_id: int) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from vidrestore.atomic import atomic_path
 from vidrestore.errors import VidrestoreError
 
 log = logging.getLogger(__name__)
@@ -163,11 +164,9 @@ def read_image(path: Path, size: int | None = None) -> np.ndarray:
 
 def write_image(path: Path, img: np.ndarray) -> None:
     """Write a float [0,1] BGR image atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)):
-        raise VidrestoreError(f"cannot write image {path}")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)):
+            raise VidrestoreError(f"cannot write image {path}")
 
 
 def degrade_folder(

@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from vidrestore.atomic import atomic_path
 from vidrestore.errors import VidrestoreError, WeightsError
 from vidrestore.train.degradations import DegradationConfig, list_images, read_image, write_image
 from vidrestore.train.dataset import PairedFaces, to_tensor
@@ -145,9 +144,8 @@ def _summarise(rows: list[dict[str, Any]], model: str | Path, source: str, has_l
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _markdown(metrics: dict[str, Any]) -> str:

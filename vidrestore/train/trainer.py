@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
+from vidrestore.atomic import atomic_path
 from vidrestore.errors import VidrestoreError
 from vidrestore.models.gfpgan import GFPGAN
 from vidrestore.models.loading import read_checkpoint
@@ -264,10 +264,8 @@ def weights_file(name_or_path: str | None) -> Path | None:
 
 def save_atomically(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def scaled_patch_size(size_at_512: int, out_size: int) -> int:
