@@ -58,6 +58,23 @@ def test_restorer_api_for_frames(tiny, photo, detector_weights) -> None:
     assert np.array_equal(vidrestore.Restorer(test_options("none", detector_weights)).restore_frame(rgb), rgb)
 
 
+def test_restore_frames_batches_images_of_any_size(tiny, photo, detector_weights) -> None:
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    smaller = cv2.resize(rgb, (rgb.shape[1] * 3 // 4, rgb.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)
+    blank = np.full((100, 140, 3), 30, np.uint8)
+    restorer = vidrestore.Restorer(test_options(tiny, detector_weights))
+    results = restorer.restore_frames([rgb, blank, smaller])
+    assert [len(r.faces) for r in results] == [1, 0, 1]
+    assert np.array_equal(results[1].image, blank)
+    for image, result in zip((rgb, smaller), (results[0], results[2])):
+        alone = restorer.restore_frame(image)
+        assert np.abs(alone.astype(int) - result.image).max() <= 1  # one batch or one at a time: same faces
+        box = result.faces[0].box
+        assert 0 <= box[0] < box[2] <= image.shape[1] and 0 <= box[1] < box[3] <= image.shape[0]
+    with pytest.raises(vidrestore.VidrestoreError, match="uint8 RGB"):
+        restorer.restore_frames([rgb[..., 0]])
+
+
 def test_presets_and_overrides() -> None:
     for name in ("default", "fast", "quality", "live"):
         assert isinstance(load_options(name), RestoreOptions)

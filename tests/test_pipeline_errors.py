@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 
 from pipeline_support import cut_clip, files_in, make_tiny_restorer, pipeline_threads, rgb_frames, test_options
 from vidrestore import cli
+from vidrestore.errors import JobCancelled
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.stages import CropRestorer
 
@@ -39,6 +41,23 @@ def test_a_failing_stage_stops_the_job_and_leaves_nothing(work, detector_weights
     with pytest.raises(RuntimeError, match="restorer exploded"):
         restore_video(work["clip"], tmp_path / "out.mp4", test_options(work["model"], detector_weights),
                       compare=tmp_path / "side.mp4", progress=False)
+    assert files_in(tmp_path) == []
+    assert not pipeline_threads()
+
+
+def test_cancel_event_stops_the_job_and_leaves_nothing(work, detector_weights, tmp_path) -> None:
+    cancel = threading.Event()
+    seen: list[tuple[int, int | None]] = []
+
+    def progress(done: int, total: int | None) -> None:
+        seen.append((done, total))
+        if done == 3:
+            cancel.set()
+
+    with pytest.raises(JobCancelled):
+        restore_video(work["clip"], tmp_path / "out.mp4", test_options(work["model"], detector_weights),
+                      compare=tmp_path / "side.mp4", progress=False, on_progress=progress, cancel=cancel)
+    assert seen[:3] == [(1, FRAMES), (2, FRAMES), (3, FRAMES)]
     assert files_in(tmp_path) == []
     assert not pipeline_threads()
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from vidrestore.errors import JobCancelled
 from vidrestore.pipeline.runner import Pipeline, StageError
 
 
@@ -96,7 +97,19 @@ def test_cancel_from_another_thread_stops_the_run():
     pipeline = Pipeline(queue_size=2).add("src", _source(10**9)).add("sink", _collect([]))
     timer = threading.Timer(0.3, pipeline.cancel)
     timer.start()
-    pipeline.run()  # returns once every stage saw the stop
+    with pytest.raises(JobCancelled):  # raised once every stage saw the stop
+        pipeline.run()
+    timer.join()
+    assert _vidrestore_threads() == []
+
+
+def test_cancel_event_stops_the_run():
+    cancel = threading.Event()
+    pipeline = Pipeline(queue_size=2).add("src", _source(10**9)).add("sink", _collect([]))
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    with pytest.raises(JobCancelled, match="cancelled"):
+        pipeline.run(cancel)
     timer.join()
     assert _vidrestore_threads() == []
 

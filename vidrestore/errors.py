@@ -18,3 +18,7 @@ class WeightsError(VidrestoreError):
 
 class MediaError(VidrestoreError):
     """An input or output media file that cannot be opened, decoded or written."""
+
+
+class JobCancelled(VidrestoreError):
+    """A job stopped on request (a cancel event, a client going away) before it finished."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -119,9 +121,17 @@ class _Outputs:
             self.compare.abort()
 
 
+ProgressFn = Callable[[int, "int | None"], None]
+
+
 def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
-                  *, compare: str | os.PathLike | None = None, progress: bool = True) -> JobReport:
-    """Restore the faces of a video into `output` (timing, audio and untouched pixels kept)."""
+                  *, compare: str | os.PathLike | None = None, progress: bool = True,
+                  on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> JobReport:
+    """Restore the faces of a video into `output` (timing, audio and untouched pixels kept).
+
+    `on_progress(frames_done, frames_expected_or_None)` is called after each encoded frame; setting
+    `cancel` stops the job (JobCancelled) and leaves no output behind.
+    """
     options = options or RestoreOptions()
     input, output = Path(check_input(input)), Path(output)
     check_output(output, input)
@@ -140,8 +150,15 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     with VideoSource(input, passthrough=True, queue_size=options.queue_size) as source:
         outputs = _Outputs(output, Path(compare) if compare else None, source.info, options)
         max_faces = engine.restorer.batch_size if engine is not None else 1
-        with tqdm(total=expected_frames(source.info), unit="frame", desc=input.name, disable=not progress,
-                  dynamic_ncols=True) as bar:
+        total = expected_frames(source.info)
+        with tqdm(total=total, unit="frame", desc=input.name, disable=not progress, dynamic_ncols=True) as bar:
+
+            def frame_done() -> None:
+                counters.encoded += 1
+                bar.update(1)
+                if on_progress is not None:
+                    on_progress(counters.encoded, total)
+
             pipeline = (
                 Pipeline(options.queue_size)
                 .add("decode", decode_stage(source))
@@ -149,10 +166,10 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                                               largest=options.largest_face))
                 .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
                 .add("composite", composite_stage(engine, counters, keep_before=compare is not None))
-                .add("encode", encode_stage(outputs.sink, outputs.compare, lambda: bar.update(1)))
+                .add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
             )
             try:
-                pipeline.run()
+                pipeline.run(cancel)
             except BaseException:
                 outputs.abort()
                 raise
@@ -172,10 +189,12 @@ def restore_image(input: str | os.PathLike, output: str | os.PathLike,
 
 
 def restore_file(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
-                 *, compare: str | os.PathLike | None = None, progress: bool = True) -> JobReport | Path:
+                 *, compare: str | os.PathLike | None = None, progress: bool = True,
+                 on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> JobReport | Path:
     """The main job for any input: images go to `restore_image`, everything else to `restore_video`."""
     if is_image_path(input):
         if compare is not None:
             raise VidrestoreError("--compare is for videos; an image has no side-by-side output")
         return restore_image(input, output, options)
-    return restore_video(input, output, options, compare=compare, progress=progress)
+    return restore_video(input, output, options, compare=compare, progress=progress, on_progress=on_progress,
+                         cancel=cancel)

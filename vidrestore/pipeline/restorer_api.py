@@ -2,6 +2,7 @@
 
     restorer = vidrestore.Restorer(RestoreOptions(model="GFPGANv1.4"))
     out_rgb = restorer.restore_frame(rgb)          # H x W x 3 RGB uint8 in, a new array out
+    results = restorer.restore_frames([a, b, c])   # several images, one batched model call; .image, .faces
     restorer.restore_image("photo.jpg", "out.png")
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -18,6 +21,7 @@ import torch
 from vidrestore.device import resolve_device
 from vidrestore.errors import MediaError, VidrestoreError
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
+from vidrestore.faces.types import Detection
 from vidrestore.models.loading import load_restorer
 from vidrestore.models.restorer import BatchRestorer
 from vidrestore.pipeline.options import RestoreOptions
@@ -78,6 +82,21 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, input_path: str | os.P
     return out
 
 
+def check_rgb(rgb: np.ndarray) -> None:
+    """VidrestoreError unless the array is an H x W x 3 uint8 RGB picture."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        shape = getattr(rgb, "shape", None)
+        raise VidrestoreError(f"expected an H x W x 3 uint8 RGB array, got {getattr(rgb, 'dtype', type(rgb))} {shape}")
+
+
+@dataclass(frozen=True)
+class RestoredImage:
+    """A restored picture and the faces found in it (boxes, scores and landmarks in its pixels)."""
+
+    image: np.ndarray
+    faces: list[Detection]
+
+
 class Restorer:
     """Restores the faces of single frames or images with the options' detector and model."""
 
@@ -89,21 +108,29 @@ class Restorer:
 
     def restore_frame(self, rgb: np.ndarray) -> np.ndarray:
         """A copy of the RGB uint8 frame with its faces restored (unchanged when there is none)."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise VidrestoreError(f"restore_frame expects an H x W x 3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
-        out = np.array(rgb, copy=True)
-        if self.engine is None or self.detector is None:
-            return out
-        faces = select_faces(self.detector.detect_one(out), *out.shape[:2],
-                             only_center=self.options.only_center_face, largest=self.options.largest_face)
-        if not faces:
-            return out
-        face_frame = np.zeros(len(faces), dtype=np.int64)
-        landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for f in faces])
-        crops, matrices = self.engine.restore([out], face_frame, landmarks)
-        self.engine.paste([out], face_frame, crops, matrices)
-        log.info("restored %d face(s)", len(faces))
-        return out
+        return self.restore_frames([rgb])[0].image
+
+    def restore_frames(self, images: Sequence[np.ndarray]) -> list[RestoredImage]:
+        """Restore the faces of several independent images with one batched model call (sizes may differ).
+
+        This is how a server batches concurrent requests on one GPU: detection runs per same-size run
+        of images, restoration over all their faces at once (chunked by the restorer's batch size).
+        """
+        for rgb in images:
+            check_rgb(rgb)
+        outs = [np.array(rgb, copy=True) for rgb in images]
+        if self.engine is None or self.detector is None or not outs:
+            return [RestoredImage(out, []) for out in outs]
+        found = [select_faces(faces, *out.shape[:2], only_center=self.options.only_center_face,
+                              largest=self.options.largest_face)
+                 for faces, out in zip(self.detector.detect(outs), outs)]
+        face_frame = np.array([k for k, faces in enumerate(found) for _ in faces], dtype=np.int64)
+        if len(face_frame):
+            landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for faces in found for f in faces])
+            crops, matrices = self.engine.restore(outs, face_frame, landmarks)
+            self.engine.paste(outs, face_frame, crops, matrices)
+            log.debug("restored %d face(s) in %d image(s)", len(face_frame), len(outs))
+        return [RestoredImage(out, faces) for out, faces in zip(outs, found)]
 
     def restore_image(self, input: str | os.PathLike, output: str | os.PathLike) -> Path:
         """Restore the faces of an image file into another image file."""

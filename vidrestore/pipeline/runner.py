@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from vidrestore.errors import JobCancelled
+
 log = logging.getLogger(__name__)
 
 _END = object()  # end-of-stream marker, passed down the chain after the last item
@@ -118,8 +120,11 @@ class Pipeline:
         """Stop every stage at its next queue operation (Ctrl-C, a client going away)."""
         self._stop.set()
 
-    def run(self) -> None:
-        """Run all stages to completion; re-raise the first stage error, or KeyboardInterrupt."""
+    def run(self, cancel: threading.Event | None = None) -> None:
+        """Run all stages to completion; re-raise the first stage error, or KeyboardInterrupt.
+
+        Setting `cancel` from another thread stops every stage and raises JobCancelled.
+        """
         if not self._stages:
             return
         channels = [_Channel(self.queue_size, self._stop) for _ in range(len(self._stages) - 1)]
@@ -137,6 +142,8 @@ class Pipeline:
             for thread in threads:
                 while thread.is_alive():
                     thread.join(timeout=_POLL_SECONDS)
+                    if cancel is not None and cancel.is_set() and not self._stop.is_set():
+                        self.cancel()
         except KeyboardInterrupt:
             self.cancel()
             for thread in threads:
@@ -144,6 +151,8 @@ class Pipeline:
             raise
         if self._errors:
             raise self._errors[0].error  # the original error (a MediaError stays one), with its traceback
+        if self._stop.is_set() or (cancel is not None and cancel.is_set()):  # cancelled from another thread
+            raise JobCancelled("the job was cancelled")
 
     def _run_stage(self, stage: _Stage, source: Iterable[Any], sink: _Channel | None) -> None:
         started = time.perf_counter()

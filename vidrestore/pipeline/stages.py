@@ -69,6 +69,7 @@ class JobCounters:
     frames: int = 0
     faces: int = 0
     frames_with_faces: int = 0
+    encoded: int = 0
 
 
 # --- face selection and the restoration core -----------------------------------------------------
