@@ -99,26 +99,27 @@ PEAK_RSS_SCRIPT = """
 import json, resource, sys
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.options import RestoreOptions
-report = restore_video(sys.argv[1], sys.argv[2], RestoreOptions(model="none", device="cpu", preset="ultrafast"),
-                       progress=False)
+options = RestoreOptions(model=sys.argv[3], detector=sys.argv[4], device="cpu", preset="ultrafast", det_size=320,
+                         offline=True)
+report = restore_video(sys.argv[1], sys.argv[2], options, progress=False)
 print(json.dumps({"frames": report.frames, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
-def _peak_rss_kb(video: Path, out: Path) -> tuple[int, int]:
-    """Frames and peak resident memory (kB) of a whole job run in a fresh process."""
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(video), str(out)], capture_output=True,
-                          text=True, check=True)
+def _peak_rss_kb(video: Path, out: Path, model: Path, detector: Path) -> tuple[int, int]:
+    """Frames and peak resident memory (kB) of a whole job (all five stages) run in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(video), str(out), str(model), str(detector)],
+                          capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["frames"], result["peak_kb"]
 
 
-def test_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
+def test_memory_stays_flat_on_a_long_video(tiny, detector_weights, tmp_path: Path) -> None:
     short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
     make_video(short, frames=400, size=(64, 64), gaps=(128,), bframes=0)
     make_video(long, frames=4000, size=(64, 64), gaps=(128,), bframes=0)  # 120 fps: 10x the frames
-    frames_short, peak_short = _peak_rss_kb(short, tmp_path / "short_out.mp4")
-    frames_long, peak_long = _peak_rss_kb(long, tmp_path / "long_out.mp4")
+    frames_short, peak_short = _peak_rss_kb(short, tmp_path / "short_out.mp4", tiny, detector_weights)
+    frames_long, peak_long = _peak_rss_kb(long, tmp_path / "long_out.mp4", tiny, detector_weights)
     assert (frames_short, frames_long) == (400, 4000)
     assert peak_long - peak_short < 20 * 1024, (peak_short, peak_long)  # under 20 MB more for 10x the frames
 

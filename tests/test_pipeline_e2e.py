@@ -11,6 +11,7 @@ from pipeline_support import (cut_clip, encode_rgb_lossless, files_in, make_tiny
                               rgb_frames, test_options)
 from videogen import decoded_planes, other_packets, video_pts
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
+from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.job import restore_video
 
 CLIP = "retalking_face_1.mp4"  # 700x700, variable frame rate, AAC audio, no B-frames
@@ -68,6 +69,40 @@ def test_background_is_exact_and_faces_change(work: dict[str, Path], detector_we
     assert min(changed) > 1.0
 
 
+def _yuv420_planes(path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Y, U, V of every frame of a 4:2:0 video, as decoded (no colour conversion)."""
+    out = []
+    for a in decoded_planes(path, "yuv420p"):
+        h = a.shape[0] * 2 // 3
+        w = a.shape[1]
+        chroma = a[h:].reshape(2, h // 2, w // 2)
+        out.append((a[:h], chroma[0], chroma[1]))
+    return out
+
+
+def test_yuv_background_is_bit_exact_and_faces_change(work: dict[str, Path], detector_weights: Path,
+                                                      tmp_path: Path) -> None:
+    """On a YUV source, only the pasted regions are converted back: every other sample stays as decoded."""
+    out = tmp_path / "yuv.mkv"
+    report = restore_video(work["clip"], out, test_options(work["model"], detector_weights, codec="ffv1",
+                                                           preset=None), progress=False)
+    assert report.frames_with_faces >= FRAMES - 2
+    before, after = _yuv420_planes(work["clip"]), _yuv420_planes(out)
+    detector = FaceDetector(detector_weights, "cpu", DetectorConfig(det_size=320))
+    box = detector.detect_one(rgb_frames(work["clip"])[0])[0].box
+    centre, size = (box[:2] + box[2:]) / 2, max(box[2:] - box[:2])
+    h, w = before[0][0].shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    far = np.maximum(abs(xx - centre[0]), abs(yy - centre[1])) > 1.1 * size
+    near = np.maximum(abs(xx - centre[0]), abs(yy - centre[1])) < 0.3 * size
+    far_chroma = far[::2, ::2] & far[1::2, 1::2]
+    assert far.mean() > 0.1
+    for (yb, ub, vb), (ya, ua, va) in zip(before, after):
+        assert np.array_equal(ya[far], yb[far])
+        assert np.array_equal(ua[far_chroma], ub[far_chroma]) and np.array_equal(va[far_chroma], vb[far_chroma])
+    assert min(np.abs(a[0][near].astype(int) - b[0][near]).mean() for b, a in zip(before, after)) > 1.0
+
+
 def test_same_input_gives_the_same_output(work: dict[str, Path], detector_weights: Path, lossless_run,
                                           tmp_path: Path) -> None:
     first, _ = lossless_run
@@ -81,7 +116,8 @@ def test_model_none_changes_no_pixel(work: dict[str, Path], detector_weights: Pa
     out = tmp_path / "none.mkv"
     report = restore_video(work["clip"], out, test_options("none", detector_weights, codec="ffv1", preset=None),
                            progress=False)
-    assert report.faces == 0 and report.frames == FRAMES
+    assert report.frames == FRAMES and report.frames_with_faces == FRAMES  # faces tracked, none touched
+    assert report.faces >= FRAMES
     planes_in, planes_out = decoded_planes(work["clip"], "yuv420p"), decoded_planes(out, "yuv420p")
     assert len(planes_out) == len(planes_in) and all(np.array_equal(a, b) for a, b in zip(planes_in, planes_out))
     (pts_in, tb_in), (pts_out, tb_out) = video_pts(work["clip"]), video_pts(out)
@@ -89,6 +125,17 @@ def test_model_none_changes_no_pixel(work: dict[str, Path], detector_weights: Pa
     assert steps[0] == steps[1]  # same frame timing (Matroska: 1 ms units, start shifted by the audio delay)
     payloads = [[[data for _, data in stream] for stream in other_packets(f)] for f in (work["clip"], out)]
     assert payloads[0] == payloads[1]
+
+
+def test_model_none_without_detector_is_a_pure_io_run(work: dict[str, Path], detector_weights: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "io.mkv"
+    report = restore_video(work["clip"], out, test_options("none", "none", codec="ffv1", preset=None), progress=False)
+    assert report.frames == FRAMES and report.faces == 0
+    assert all(np.array_equal(a, b) for a, b in zip(decoded_planes(work["clip"], "yuv420p"),
+                                                    decoded_planes(out, "yuv420p")))
+    with pytest.raises(VidrestoreError, match="--detector none"):
+        test_options(work["model"], "none")
 
 
 def test_compare_writes_a_side_by_side_video(work: dict[str, Path], detector_weights: Path, tmp_path: Path) -> None:

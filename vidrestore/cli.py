@@ -179,7 +179,8 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("model and faces")
     m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint path, "
                    "or none (runs the whole pipeline without changing a pixel)")
-    m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, or a path")
+    m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, a path, "
+                   "or none (with --model none: a pure decode/encode run)")
     m.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
     m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
     m.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 1 on CPU for full-size faces; "

@@ -151,9 +151,11 @@ def measure_size(size_name: str, work: Path, args: argparse.Namespace, models: d
     rows = [Row(size_name, "plain PyAV decode + encode", frames, plain)]
     base = RestoreOptions(model="none", detector=args.detector, device=str(device), preset=args.preset, crf=18,
                           offline=True)
-    report, seconds = timed(lambda: restore_video(clip, work / "none.mp4", base, progress=False))
-    rows.append(Row(size_name, "`--model none` (whole pipeline)", report.frames, seconds, _stage_text(report),
-                    rows[0].fps))
+    io_only = RestoreOptions(**{**base.__dict__, "detector": "none"})
+    for what, options in (("`--model none` (whole pipeline, faces tracked)", base),
+                          ("`--model none --detector none` (I/O only)", io_only)):
+        report, seconds = timed(lambda: restore_video(clip, work / "none.mp4", options, progress=False))
+        rows.append(Row(size_name, what, report.frames, seconds, _stage_text(report), rows[0].fps))
     for name, path in models.items():
         options = RestoreOptions(**{**base.__dict__, "model": str(path), "batch_size": args.batch_size})
         report, seconds = timed(lambda: restore_video(clip, work / "out.mp4", options, progress=False))

@@ -181,6 +181,14 @@ def soft_square_mask(size: int, device: torch.device | str = "cpu") -> torch.Ten
     return _soft_square_mask_cpu(size).to(device).view(1, 1, size, size)
 
 
+def paste_regions(frames: Frames, frame_index: Sequence[int] | np.ndarray, matrices: np.ndarray,
+                  crop_size: int) -> np.ndarray:
+    """Boxes (N,4) x0,y0,x1,y1 of the frame regions `paste_faces` may change; outside them nothing changes."""
+    frame_index = np.asarray(frame_index, dtype=np.int64).reshape(-1)
+    matrices = np.asarray(matrices, dtype=np.float64).reshape(-1, 2, 3)
+    return _footprints(invert_affine(matrices), crop_size, _frame_sizes(_frame_list(frames), frame_index))
+
+
 def paste_faces(
     frames: Frames,
     frame_index: Sequence[int] | np.ndarray,
@@ -201,7 +209,7 @@ def paste_faces(
     device = restored.device
     size = restored.shape[-1]
     matrices = np.asarray(matrices, dtype=np.float64).reshape(-1, 2, 3)
-    boxes = _footprints(invert_affine(matrices), size, _frame_sizes(frames, frame_index))
+    boxes = paste_regions(frames, frame_index, matrices, size)
     if masks is None:
         masks = soft_square_mask(size, device).expand(len(boxes), 1, size, size)
     warped = _inverse_warp(torch.cat([restored.float(), masks.float()], dim=1), matrices, boxes)

@@ -142,7 +142,7 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     device = resolve_device(options.device)
     engine = load_crop_restorer(options, device)
     tracker = None
-    if engine is not None:
+    if options.tracks:  # with --model none too: faces are found and counted, no pixel changes
         config = TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag)
         tracker = FaceTracker(load_detector(options, device), config)
     started = time.perf_counter()

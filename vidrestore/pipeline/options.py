@@ -27,7 +27,7 @@ class RestoreOptions:
     """What the main job does: which model and detector, how it batches, blends and encodes."""
 
     model: str = "GFPGANv1.4"  # a checkpoint name, a file path, or "none" (no pixel changes)
-    detector: str = "retinaface_mobile0.25"  # detector name or weights path
+    detector: str = "retinaface_mobile0.25"  # detector name or weights path, or "none" (with --model none only)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str | None = None  # fp32 or bf16; default bf16 on CUDA, fp32 on CPU
     batch_size: int | None = None  # faces per restorer call; default per device
@@ -56,11 +56,18 @@ class RestoreOptions:
             raise VidrestoreError(f"smoothing-lag must be 0 or more, not {self.smoothing_lag}")
         if self.batch_size is not None and self.batch_size < 1:
             raise VidrestoreError(f"batch-size must be at least 1, not {self.batch_size}")
+        if self.restores and not self.tracks:
+            raise VidrestoreError("--detector none only goes with --model none: faces must be found to be restored")
 
     @property
     def restores(self) -> bool:
         """False for --model none: the pipeline runs without touching a pixel."""
         return str(self.model).lower() != NO_MODEL
+
+    @property
+    def tracks(self) -> bool:
+        """False for --detector none: no face analysis (with --model none, a pure I/O run)."""
+        return str(self.detector).lower() != NO_MODEL
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RestoreOptions":
         """A copy with the given fields replaced; None values mean 'not given' and are skipped."""

@@ -19,11 +19,12 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from vidrestore.faces.align import align_and_warp, paste_faces
+from vidrestore.faces.align import align_and_warp, paste_faces, paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.restorer import BatchRestorer
 from vidrestore.video.sink import VideoSink
+from vidrestore.video.patch import patch_decoded_picture
 from vidrestore.video.source import VideoSource
 from vidrestore.video.types import Frame
 
@@ -107,9 +108,11 @@ class CropRestorer:
         return restored, matrices
 
     def paste(self, images: Sequence[np.ndarray], face_frame: np.ndarray, crops: torch.Tensor,
-              matrices: np.ndarray) -> None:
-        """Blend restored crops back into their frames in place (pixels outside the masks untouched)."""
-        paste_faces(list(images), face_frame, crops, matrices)
+              matrices: np.ndarray) -> np.ndarray:
+        """Blend restored crops back into their frames in place; returns the (N,4) boxes that may have changed."""
+        images = list(images)
+        paste_faces(images, face_frame, crops, matrices)
+        return paste_regions(images, face_frame, matrices, crops.shape[-1])
 
 
 def landmarks_of(items: Sequence[AnalysedFrame]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,8 +207,8 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
     """Restoration: crops of the faces of several frames restored in one batched call."""
 
     def restore(items: Iterable[AnalysedFrame]) -> Iterator[RestoredBatch]:
-        if engine is None:
-            yield from (RestoredBatch([item], np.zeros(0, dtype=np.int64)) for item in items)
+        if engine is None:  # --model none: faces pass through, found but not restored
+            yield from (RestoredBatch([item], landmarks_of([item])[0]) for item in items)
             return
         for group in gather_by_faces(items, max_faces, max_frames):
             face_frame, landmarks = landmarks_of(group)
@@ -223,17 +226,21 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
 
     def composite(batches: Iterable[RestoredBatch]) -> Iterator[OutputFrame]:
         for batch in batches:
-            touched = set(batch.face_frame.tolist())
+            pasted = engine is not None and batch.crops is not None
+            touched = set(batch.face_frame.tolist()) if pasted else set()
             before = {k: batch.items[k].frame.image.copy() for k in touched} if keep_before else {}
-            if engine is not None and batch.crops is not None:
-                engine.paste([item.frame.image for item in batch.items], batch.face_frame, batch.crops,
-                             batch.matrices)
+            boxes = np.zeros((0, 4), dtype=np.int64)
+            if pasted:
+                boxes = engine.paste([item.frame.image for item in batch.items], batch.face_frame, batch.crops,
+                                     batch.matrices)
             for k, item in enumerate(batch.items):
                 if k not in touched:
                     keep_decoded_picture(item.frame)
+                else:
+                    patch_decoded_picture(item.frame, boxes[batch.face_frame == k])
                 counters.frames += 1
-                counters.faces += len(item.faces) if k in touched else 0
-                counters.frames_with_faces += k in touched
+                counters.faces += len(item.faces)
+                counters.frames_with_faces += bool(item.faces)
                 yield OutputFrame(item.frame, len(item.faces) if k in touched else 0, before.get(k))
 
     return composite

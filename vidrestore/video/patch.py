@@ -1,0 +1,113 @@
+"""Write changed regions of a frame back into its decoded picture, so the rest stays bit-exact.
+
+A frame whose faces were restored has an RGB copy that differs from the decoded picture only inside
+the pasted regions. Converting the whole RGB frame back to YUV would round every other pixel again
+(off by one here and there); instead the regions alone are converted (with the picture's own matrix
+and range) and copied into a new picture that is otherwise the decoded one, plane by plane. The
+decoded picture itself is never written to: the decoder may still use it as a reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import av
+import numpy as np
+
+from vidrestore.video.sink import SWS_MATRIX
+from vidrestore.video.types import Frame
+
+log = logging.getLogger(__name__)
+
+# Planar YUV layouts whose planes can be patched independently (8 bit, and 10/12 bit little-endian).
+PATCHABLE_FORMATS = {
+    "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+    "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
+}
+
+Box = Sequence[int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
+
+
+def can_patch(native: Any) -> bool:
+    """True when the decoded picture's pixel format is one `patch_decoded_picture` handles."""
+    return native is not None and native.format.name in PATCHABLE_FORMATS
+
+
+def patch_decoded_picture(frame: Frame, boxes: Sequence[Box]) -> bool:
+    """Make the frame's decoded picture carry its RGB pixels inside `boxes` and nothing else changed.
+
+    On success the frame encodes from the new picture (no full-frame colour conversion) and True is
+    returned; frames of other pixel formats are left as they are (the encoder converts the RGB copy).
+    """
+    native = frame._native
+    if not can_patch(native) or frame._image is None or not len(boxes):
+        return False
+    image = frame._image
+    patched = _copy_picture(native)
+    steps = _chroma_steps(native)
+    for box in boxes:
+        x0, y0, x1, y1 = _align_box(box, steps, native.width, native.height)
+        if x1 > x0 and y1 > y0:
+            _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps)
+    frame._native = patched
+    frame._image = None
+    return True
+
+
+def _plane_array(plane: Any, dtype: np.dtype) -> np.ndarray:
+    """A writable (height, width) view of one plane's pixels (line padding cut off)."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // itemsize)
+    return rows[:, : plane.width]
+
+
+def _sample_dtype(picture: Any) -> np.dtype:
+    """uint8 for 8-bit formats, uint16 for deeper ones."""
+    return np.dtype(np.uint16) if picture.format.components[0].bits > 8 else np.dtype(np.uint8)
+
+
+def _copy_picture(native: Any) -> Any:
+    """A new picture with the same format, size, colour tags and pixels as `native`."""
+    copy = av.VideoFrame(native.width, native.height, native.format.name)
+    copy.colorspace = native.colorspace
+    copy.color_range = native.color_range
+    dtype = _sample_dtype(native)
+    for src, dst in zip(native.planes, copy.planes):
+        _plane_array(dst, dtype)[:] = _plane_array(src, dtype)
+    return copy
+
+
+def _chroma_steps(native: Any) -> tuple[int, int]:
+    """Horizontal and vertical chroma subsampling factors (2, 2 for 4:2:0)."""
+    luma, chroma = native.planes[0], native.planes[1]
+    return max(1, round(luma.width / chroma.width)), max(1, round(luma.height / chroma.height))
+
+
+def _align_box(box: Box, steps: tuple[int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """The box grown to whole chroma samples and clipped to the frame."""
+    sx, sy = steps
+    x0, y0, x1, y1 = (int(v) for v in box[:4])
+    x0, y0 = max(0, x0 - x0 % sx), max(0, y0 - y0 % sy)
+    x1, y1 = min(width, x1 + (-x1) % sx), min(height, y1 + (-y1) % sy)
+    return x0, y0, x1, y1
+
+
+def _convert_region(region: np.ndarray, native: Any) -> Any:
+    """An RGB region converted to the picture's format with its own matrix and range."""
+    fmt = "rgb48le" if region.dtype == np.uint16 else "rgb24"
+    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(region), format=fmt)
+    return rgb.reformat(format=native.format.name, dst_colorspace=SWS_MATRIX.get(native.colorspace),
+                        dst_color_range=native.color_range or None)
+
+
+def _paste_region(picture: Any, region: Any, x0: int, y0: int, steps: tuple[int, int]) -> None:
+    """Copy every plane of `region` into `picture` at (x0, y0) (chroma planes at the subsampled place)."""
+    dtype = _sample_dtype(picture)
+    for k, (dst, src) in enumerate(zip(picture.planes, region.planes)):
+        px, py = (x0, y0) if k == 0 else (x0 // steps[0], y0 // steps[1])
+        values = _plane_array(src, dtype)
+        target = _plane_array(dst, dtype)
+        h = min(values.shape[0], target.shape[0] - py)
+        w = min(values.shape[1], target.shape[1] - px)
+        target[py:py + h, px:px + w] = values[:h, :w]
