@@ -10,12 +10,14 @@ the encoder without any colour conversion (with `--model none` no frame is ever 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
+import cv2
 import numpy as np
 import torch
 
@@ -146,6 +148,43 @@ def gather_by_faces(items: Iterable[AnalysedFrame], max_faces: int, max_frames: 
         yield group
 
 
+def frame_size(frame: Frame) -> tuple[int, int]:
+    """Height and width of a frame, without converting its pixels."""
+    native = frame.native
+    return (native.height, native.width) if native is not None else frame.image.shape[:2]
+
+
+def analysis_view(frame: Frame, long_side: int) -> tuple[np.ndarray, float]:
+    """The frame as RGB uint8 with its long side at most `long_side`, and the scale used.
+
+    From the decoded picture this is one swscale pass (scale and convert together); the frame's
+    own full-size RGB copy is not made here, only later for frames whose faces are restored.
+    """
+    height, width = frame_size(frame)
+    scale = min(1.0, long_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    native = frame.native
+    if native is not None:
+        image = native.to_ndarray(format="rgb24", width=size[0], height=size[1],
+                                  interpolation="AREA", src_color_range=native.color_range)
+    else:
+        image = frame.image
+        if image.dtype != np.uint8:
+            image = (image >> 8).astype(np.uint8)
+        if scale < 1.0:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image, (size[0] / width)
+
+
+def scale_face(face: TrackedFace, factor: float) -> TrackedFace:
+    """A tracked face with its box and landmarks multiplied by `factor`."""
+    if factor == 1.0:
+        return face
+    raw = None if face.raw_landmarks is None else np.asarray(face.raw_landmarks) * factor
+    return dataclasses.replace(face, box=np.asarray(face.box) * factor,
+                               landmarks=np.asarray(face.landmarks) * factor, raw_landmarks=raw)
+
+
 def keep_decoded_picture(frame: Frame) -> None:
     """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
     frame.drop_pixels()
@@ -175,27 +214,32 @@ def decode_stage(source: VideoSource) -> StageFn:
 
 
 def analyse_stage(tracker: FaceTracker | None, chunk: int, *, only_center: bool = False,
-                  largest: bool = False) -> StageFn:
+                  largest: bool = False, long_side: int = 640) -> StageFn:
     """Face analysis: track faces over chunks of frames (batched detection every K frames).
+
+    The tracker sees each frame scaled to `long_side` (the detector and optical flow work at that
+    size anyway), converted straight from the decoded picture; its results are scaled back.
 
     With a smoothing lag the tracker returns frames later than it gets them; frames wait here until
     their result comes, and the rest come out at the end of the stream.
     """
 
-    def with_faces(frame: Frame, result: FrameFaces) -> AnalysedFrame:
-        """The frame with the faces selected from its analysis."""
-        image = frame.image
-        return AnalysedFrame(frame, select_faces(result.faces, *image.shape[:2], only_center=only_center,
-                                                 largest=largest))
+    def with_faces(item: tuple[Frame, float], result: FrameFaces) -> AnalysedFrame:
+        """The frame with the faces selected from its analysis, in the frame's own pixels."""
+        frame, scale = item
+        faces = [scale_face(face, 1.0 / scale) for face in result.faces]
+        height, width = frame_size(frame)
+        return AnalysedFrame(frame, select_faces(faces, height, width, only_center=only_center, largest=largest))
 
     def analyse(frames: Iterable[Frame]) -> Iterator[AnalysedFrame]:
-        waiting: deque[Frame] = deque()
+        waiting: deque[tuple[Frame, float]] = deque()
         for group in chunked(frames, chunk):
             if tracker is None:
                 yield from (AnalysedFrame(frame) for frame in group)
                 continue
-            waiting.extend(group)
-            for result in tracker.process([frame.image for frame in group]):
+            views = [analysis_view(frame, long_side) for frame in group]
+            waiting.extend((frame, scale) for frame, (_, scale) in zip(group, views))
+            for result in tracker.process([image for image, _ in views]):
                 yield with_faces(waiting.popleft(), result)
         for result in tracker.flush() if tracker is not None else ():
             yield with_faces(waiting.popleft(), result)
