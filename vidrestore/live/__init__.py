@@ -1,0 +1,1 @@
+"""Live mode: webcams and network feeds restored as they play, with bounded latency."""
