@@ -325,6 +325,23 @@ def _cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    from vidrestore.server.command import add_arguments
+
+    p = sub.add_parser("serve", help="the HTTP API: restore images and videos as a service (FastAPI, uvicorn)")
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vidrestore.server.command import run_cli
+
+    return run_cli(args)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 SubparserAdder = Callable[[argparse._SubParsersAction], None]
@@ -338,6 +355,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_eval_parser,
     _add_degrade_parser,
     _add_track_parser,
+    _add_serve_parser,
 )
 
 

@@ -1,0 +1,86 @@
+"""The server's restorer, loaded once, and its per-request variants that share the loaded weights.
+
+A request may ask for another fidelity blend, for the centre face only, or for no restoration
+(`model=none`); each combination is a shallow copy of the one loaded Restorer with its options and
+crop blender replaced, so the detector and the model stay one instance in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
+from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.pipeline.stages import CropRestorer
+from vidrestore.server.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a request asks of the restorer: which model (the loaded one or none), blend, centre face only."""
+
+    model: str
+    blend: float
+    only_center_face: bool
+
+
+def model_name(model: str) -> str:
+    """The API name of a model option: a checkpoint name as is, a checkpoint path by its file stem."""
+    text = str(model)
+    if "/" in text or "\\" in text or text.endswith((".pth", ".pt")):
+        return Path(text).stem
+    return text
+
+
+class SharedRestorer:
+    """One loaded Restorer and the variants requests ask for, made on first use and kept."""
+
+    def __init__(self, base: Restorer) -> None:
+        self.base = base
+        self.name = model_name(base.options.model) if base.options.restores else NO_MODEL
+        self.default = Variant(self.name, base.options.blend, base.options.only_center_face)
+        self._variants: dict[Variant, Restorer] = {self.default: base}
+        self._lock = threading.Lock()
+
+    @property
+    def models(self) -> list[str]:
+        """Model names a request may ask for."""
+        return sorted({self.name, NO_MODEL})
+
+    def variant_for(self, model: str | None, blend: float | None, only_center_face: bool | None) -> Variant:
+        """The variant of a request's options (unset ones are the server's); 400 for a model not loaded."""
+        model = self.name if model is None else model
+        if model.lower() == NO_MODEL:
+            model = NO_MODEL
+        elif model != self.name:
+            raise ApiError(400, "unknown_model", f"model {model!r} is not loaded here (available: {', '.join(self.models)})")
+        return Variant(model,
+                       self.default.blend if blend is None else float(blend),
+                       self.default.only_center_face if only_center_face is None else bool(only_center_face))
+
+    def restorer(self, variant: Variant) -> Restorer:
+        """The Restorer of a variant, sharing the loaded detector and model."""
+        with self._lock:
+            found = self._variants.get(variant)
+            if found is None:
+                found = self._variants[variant] = self._make(variant)
+            return found
+
+    def video_options(self, variant: Variant) -> RestoreOptions:
+        """The options of a video job for a variant."""
+        model = NO_MODEL if variant.model == NO_MODEL else self.base.options.model
+        return self.base.options.with_overrides(
+            {"model": model, "blend": variant.blend, "only_center_face": variant.only_center_face})
+
+    def _make(self, variant: Variant) -> Restorer:
+        clone = copy.copy(self.base)
+        clone.options = self.base.options.with_overrides(
+            {"blend": variant.blend, "only_center_face": variant.only_center_face})
+        if variant.model == NO_MODEL:
+            clone.engine = None  # restore_frames hands back unchanged copies
+        elif self.base.engine is not None:
+            clone.engine = CropRestorer(self.base.engine.restorer, variant.blend)
+        return clone
