@@ -27,6 +27,7 @@ class LiveFrame:
     arrival: float
     sequence: int  # frames the source delivered since the start, across reconnects
     connection: int  # 1 for the first connection, +1 at each reconnect (timestamps restart)
+    late: bool = False  # set when the policy sends it on unrestored
 
 
 @dataclass(eq=False)

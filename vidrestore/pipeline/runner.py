@@ -116,6 +116,11 @@ class Pipeline:
     def timings(self) -> list[StageTiming]:
         return [stage.timing for stage in self._stages]
 
+    @property
+    def stopping(self) -> bool:
+        """True once a stage failed or the run was cancelled (for stages that wait on something else)."""
+        return self._stop.is_set()
+
     def cancel(self) -> None:
         """Stop every stage at its next queue operation (Ctrl-C, a client going away)."""
         self._stop.set()

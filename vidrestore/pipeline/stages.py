@@ -265,8 +265,13 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
     return restore
 
 
-def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False) -> StageFn:
-    """Composite: paste restored faces back into their frames; untouched frames keep their decoded picture."""
+def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False,
+                    write_back: bool = True) -> StageFn:
+    """Composite: paste restored faces back into their frames; untouched frames keep their decoded picture.
+
+    With `write_back` the pasted regions go back into the decoded picture (for the encoder); without
+    it the frame keeps its RGB pixels (live sinks show RGB).
+    """
 
     def composite(batches: Iterable[RestoredBatch]) -> Iterator[OutputFrame]:
         for batch in batches:
@@ -280,7 +285,7 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
             for k, item in enumerate(batch.items):
                 if k not in touched:
                     keep_decoded_picture(item.frame)
-                else:
+                elif write_back:
                     patch_decoded_picture(item.frame, boxes[batch.face_frame == k])
                 counters.frames += 1
                 counters.faces += len(item.faces)

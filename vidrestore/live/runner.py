@@ -1,0 +1,270 @@
+"""The live job: the main job's stages under a latency policy, fanned out to live sinks.
+
+    LiveSource -> source -> analyse -> policy -> restore -> composite -> deliver -> SinkHub -> sinks
+
+Same stages as the file pipeline (causal tracking: no look-ahead), with queues of one item, one frame
+per restoration batch, and late frames handled by policy: "drop" (frames are dropped at the source,
+newest kept; what is restored is always recent) or "passthrough" (frames that waited longer than
+`max_latency` go out unrestored). Frames never leave out of order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+from vidrestore.device import resolve_device
+from vidrestore.errors import JobCancelled, VidrestoreError
+from vidrestore.faces.tracker import FaceTracker, TrackerConfig
+from vidrestore.live.source import LiveSource
+from vidrestore.live.types import LiveFrame, LiveOutput, LiveSink, LiveStats
+from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
+from vidrestore.pipeline.runner import Pipeline
+from vidrestore.pipeline.stages import (
+    AnalysedFrame,
+    JobCounters,
+    OutputFrame,
+    StageFn,
+    analyse_stage,
+    composite_stage,
+    restore_stage,
+)
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("drop", "passthrough")
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """The live policy and when a run ends."""
+
+    policy: str = "drop"  # drop: drop at the source when behind; passthrough: late frames go out unrestored
+    max_latency: float = 0.2  # passthrough: seconds a frame may wait before it skips restoration
+    duration: float | None = None  # stop after this many seconds (None: until the source ends or Ctrl-C)
+    max_frames: int | None = None  # stop after this many source frames
+    max_in_flight: int = 3  # frames between the source and the sinks at most (bounds the added latency)
+    stats_interval: float = 5.0  # seconds between statistics lines in the log
+    idle_interval: float = 1.0  # seconds between 'no signal' refreshes of the sinks while the source is down
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise VidrestoreError(f"unknown policy {self.policy!r} (choose {' or '.join(POLICIES)})")
+        if self.max_latency <= 0:
+            raise VidrestoreError(f"max-latency must be positive, not {self.max_latency}")
+        if self.max_in_flight < 1:
+            raise VidrestoreError(f"max-in-flight must be at least 1, not {self.max_in_flight}")
+
+
+class SinkHub:
+    """Hands finished frames to every sink from one thread; refreshes them with 'no signal' while the source is down."""
+
+    def __init__(self, sinks: Sequence[LiveSink], stats: LiveStats, source: LiveSource,
+                 idle_interval: float = 1.0) -> None:
+        self.sinks = list(sinks)
+        self.stats = stats
+        self.source = source
+        self.idle_interval = idle_interval
+        self._queue: queue.Queue[LiveOutput | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="vidrestore-live-sinks", daemon=True)
+        self._error: BaseException | None = None
+        self._thread.start()
+
+    def put(self, output: LiveOutput) -> None:
+        """Queue a frame for the sinks (they return quickly, so this waits little)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(output)
+
+    def close(self) -> None:
+        """Deliver what is queued, then close every sink."""
+        self._queue.put(None)
+        self._thread.join()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - every sink gets closed
+                log.warning("closing the %s sink failed: %s", sink.name, exc)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        last_write = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=self.idle_interval)
+            except queue.Empty:
+                if not self.stats.source_up and time.monotonic() - last_write >= self.idle_interval:
+                    self._each(lambda sink: sink.idle(self.source.last_problem or "no signal"))
+                continue
+            if item is None:
+                return
+            self._each(lambda sink: sink.write(item))
+            self.stats.frame_out(item, time.monotonic())
+            last_write = time.monotonic()
+
+    def _each(self, call) -> None:
+        """Call every sink; a failing sink stops the run with its error."""
+        for sink in self.sinks:
+            try:
+                call(sink)
+            except BaseException as exc:  # noqa: BLE001 - reported to the pipeline
+                if self._error is None:
+                    self._error = exc
+                log.error("the %s sink failed: %s", sink.name, exc)
+
+
+class _InFlight:
+    """The frames between the source and the sinks, by Frame; their number is what bounds latency."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, LiveFrame] = {}
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def add(self, live: LiveFrame) -> None:
+        with self._cond:
+            self._items[id(live.frame)] = live
+
+    def get(self, frame: object) -> LiveFrame:
+        with self._cond:
+            return self._items[id(frame)]
+
+    def pop(self, frame: object) -> LiveFrame:
+        with self._cond:
+            live = self._items.pop(id(frame))
+            self._cond.notify_all()
+            return live
+
+    def wait_below(self, limit: int, timeout: float) -> bool:
+        """Wait until fewer than `limit` frames are in flight; False after `timeout` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._items) < limit, timeout)
+
+
+def source_stage(source: LiveSource, inflight: _InFlight, options: LiveOptions,
+                 halted: Callable[[], bool]) -> StageFn:
+    """Frames from the live source until it ends, the duration or frame budget is spent, or the run halts."""
+
+    def frames(_: Iterable) -> Iterator:
+        started = time.monotonic()
+        count = 0
+        while not halted():
+            if options.duration is not None and time.monotonic() - started >= options.duration:
+                return
+            if not inflight.wait_below(options.max_in_flight, POLL_SECONDS):
+                continue  # restoration is behind: the source keeps only its newest frame meanwhile
+            live = source.next(timeout=POLL_SECONDS)
+            if live is None:
+                if source.ended:
+                    return
+                continue  # the source is down or slow: look at the clock and the halt flag again
+            inflight.add(live)
+            yield live.frame
+            count += 1
+            if options.max_frames is not None and count >= options.max_frames:
+                return
+
+    return frames
+
+
+def policy_stage(inflight: _InFlight, options: LiveOptions) -> StageFn:
+    """Passthrough policy: a frame that waited longer than max_latency is sent on without restoring it."""
+
+    def policy(items: Iterable[AnalysedFrame]) -> Iterator[AnalysedFrame]:
+        for item in items:
+            if options.policy == "passthrough" and item.faces:
+                live = inflight.get(item.frame)
+                if time.monotonic() - live.arrival > options.max_latency:
+                    live.late = True
+                    item.faces = []
+            yield item
+
+    return policy
+
+
+def deliver_stage(hub: SinkHub, inflight: _InFlight) -> StageFn:
+    """Sink stage: the finished frames, with their source timing, to the sink hub."""
+
+    def deliver(items: Iterable[OutputFrame]) -> Iterator[None]:
+        for item in items:
+            live = inflight.pop(item.frame)
+            frame = item.frame
+            hub.put(LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=live.arrival,
+                               sequence=live.sequence, connection=live.connection, faces=item.faces,
+                               restored=not live.late))
+        yield from ()
+
+    return deliver
+
+
+class _StatsLogger:
+    """Logs the statistics line every `interval` seconds until stopped."""
+
+    def __init__(self, stats: LiveStats, interval: float) -> None:
+        self.stats = stats
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vidrestore-live-stats", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            log.info("%s", self.stats.line())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOptions | None = None,
+             live: LiveOptions | None = None, *, stop: threading.Event | None = None) -> LiveStats:
+    """Restore a live source into the sinks until it ends, the duration is spent, `stop` is set or Ctrl-C.
+
+    Returns the run's statistics. A stop request ends the run normally (not an error).
+    """
+    options = options or RestoreOptions()
+    live = live or LiveOptions()
+    device = resolve_device(options.device)
+    engine = load_crop_restorer(options, device)
+    tracker = None
+    if options.tracks:
+        tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every, lag=0))
+    stats = source.stats
+    inflight = _InFlight()
+    hub = SinkHub(sinks, stats, source, live.idle_interval)
+    logger = _StatsLogger(stats, live.stats_interval)
+    max_faces = engine.restorer.batch_size if engine is not None else 1
+    pipeline = (
+        Pipeline(queue_size=1)
+        .add("source", source_stage(source, inflight, live, lambda: pipeline.stopping))
+        .add("analyse", analyse_stage(tracker, 1, only_center=options.only_center_face, largest=options.largest_face,
+                                      long_side=options.det_size))
+        .add("policy", policy_stage(inflight, live))
+        .add("restore", restore_stage(engine, max_faces, 1))
+        .add("composite", composite_stage(engine, JobCounters(), write_back=False))
+        .add("deliver", deliver_stage(hub, inflight))
+    )
+    source.start()
+    try:
+        pipeline.run(stop)
+    except JobCancelled:
+        log.info("live run stopped on request")
+    finally:
+        source.stop()
+        logger.close()
+        try:
+            hub.close()
+        finally:
+            source.join(timeout=2 * source.options.timeout)
+    log.info("live run ended: %s", stats.line())
+    return stats

@@ -1,0 +1,279 @@
+"""LiveSource: frames from a camera, a network feed or a file played at its own rate, newest first.
+
+A reader thread decodes continuously into a short queue; when the consumer (restoration) is behind,
+the oldest queued frame is dropped and counted, so what waits is never more than `queue_size`
+frames old. A source that stops or breaks is reopened with exponential backoff; a file ends the run
+(or starts over with `loop`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import av
+
+from vidrestore.errors import MediaError
+from vidrestore.live.types import LiveFrame, LiveStats
+from vidrestore.video.paths import check_input, is_url
+from vidrestore.video.probe import video_stream
+from vidrestore.video.types import Frame
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to open and keep a live source."""
+
+    transport: str = "tcp"  # RTSP transport: tcp (default, firewall-friendly) or udp
+    timeout: float = 5.0  # seconds without data before the source counts as broken
+    input_format: str | None = None  # FFmpeg input format (v4l2, dshow, avfoundation, ...); guessed when None
+    input_options: dict[str, str] = field(default_factory=dict)  # extra FFmpeg options (video_size, framerate, ...)
+    realtime: bool | None = None  # play files at their own rate; default: True for files
+    loop: bool = False  # files: start over at the end instead of ending the run
+    queue_size: int = 1  # decoded frames waiting for restoration at most (older ones are dropped)
+    backoff: float = 0.5  # first wait before reopening; doubles on each failure
+    max_backoff: float = 10.0
+    max_retries: int | None = None  # reopen attempts in a row before giving up (None: forever)
+
+
+def classify(source: str) -> str:
+    """'camera', 'network' or 'file' for a SOURCE argument."""
+    if re.fullmatch(r"\d+", source) or source.startswith("/dev/video"):
+        return "camera"
+    if is_url(source):
+        return "network"
+    return "file"
+
+
+def camera_input(source: str, input_format: str | None) -> tuple[str, str | None]:
+    """The FFmpeg input name and format of a webcam given as an index or a device path."""
+    if re.fullmatch(r"\d+", source):
+        if sys.platform.startswith("linux"):
+            return f"/dev/video{source}", input_format or "v4l2"
+        if sys.platform == "darwin":
+            return source, input_format or "avfoundation"
+        return f"video={source}", input_format or "dshow"
+    return source, input_format or ("v4l2" if sys.platform.startswith("linux") else None)
+
+
+def open_options(source: str, kind: str, options: SourceOptions) -> tuple[str, str | None, dict[str, str]]:
+    """(name, format, FFmpeg options) to open the source with."""
+    name, fmt = (camera_input(source, options.input_format) if kind == "camera" else (source, options.input_format))
+    ffmpeg_options: dict[str, str] = {}
+    if source.lower().startswith(("rtsp://", "rtsps://")):
+        ffmpeg_options["rtsp_transport"] = options.transport
+    if kind == "network":
+        ffmpeg_options["fflags"] = "nobuffer"  # hand frames over as soon as they are decoded
+    ffmpeg_options.update(options.input_options)
+    return name, fmt, ffmpeg_options
+
+
+class SourceEnded(Exception):
+    """The source ended for good (a file without loop, or retries exhausted)."""
+
+
+class LiveSource:
+    """Iterate LiveFrames of a live source; reconnects by itself; `stop()` ends the iteration."""
+
+    def __init__(self, source: str, options: SourceOptions | None = None, stats: LiveStats | None = None) -> None:
+        self.source = str(source)
+        self.options = options or SourceOptions()
+        self.stats = stats or LiveStats()
+        self.kind = classify(self.source)
+        if self.kind == "file":
+            check_input(self.source)
+        self.realtime = self.options.realtime if self.options.realtime is not None else self.kind == "file"
+        self._frames: deque[LiveFrame] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._ended = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._sequence = 0
+        self.connection = 0
+        self.last_problem = ""
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reader thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vidrestore-live-source", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading; the iteration ends after the frames already queued are dropped."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the reader thread (it notices a stop within the read timeout)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def up(self) -> bool:
+        return self.stats.source_up
+
+    @property
+    def ended(self) -> bool:
+        """True when no frame will come any more (the source ended or was stopped) and none is queued."""
+        with self._cond:
+            return (self._ended or self._stop.is_set()) and not self._frames
+
+    # --- consumer side ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[LiveFrame]:
+        self.start()
+        while True:
+            item = self.next(timeout=None)
+            if item is None:
+                return
+            yield item
+
+    def next(self, timeout: float | None) -> LiveFrame | None:
+        """The oldest queued frame; None at the end (or after `timeout` seconds without a frame)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._frames:
+                if self._stop.is_set() or self._ended:
+                    if self._error is not None:
+                        raise self._error
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining if remaining is not None else 0.5)
+            return self._frames.popleft()
+
+    # --- reader thread ---------------------------------------------------------------------------
+
+    def _push(self, frame: Frame) -> None:
+        """Queue a frame, dropping the oldest when restoration is behind."""
+        now = time.monotonic()
+        self._sequence += 1
+        frame.index = self._sequence
+        live = LiveFrame(frame, now, self._sequence, self.connection)
+        with self._cond:
+            while len(self._frames) >= self.options.queue_size:
+                self._frames.popleft()
+                self.stats.drop()
+            self._frames.append(live)
+            self._cond.notify()
+        self.stats.frame_in(now)
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    delivered = self._read_once()
+                except (av.FFmpegError, OSError, MediaError) as exc:
+                    delivered = False
+                    self._set_down(f"{describe(self.source)}: {_reason(exc)}")
+                if self._stop.is_set():
+                    break
+                if self.kind == "file" and not self.options.loop and self.connection and not self.last_problem:
+                    break  # a file played to its end
+                failures = 0 if delivered else failures + 1
+                if self.options.max_retries is not None and failures > self.options.max_retries:
+                    raise SourceEnded(f"giving up on {describe(self.source)} after {failures} failed attempt(s): "
+                                      f"{self.last_problem or 'no frames'}")
+                if self.kind != "file" or self.last_problem:
+                    self._wait_before_reopen(failures)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._error = exc if isinstance(exc, (SourceEnded, MediaError)) else MediaError(str(exc))
+        finally:
+            self.stats.source_up = False
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _wait_before_reopen(self, failures: int) -> None:
+        """Exponential backoff (capped), interrupted by stop()."""
+        delay = min(self.options.max_backoff, self.options.backoff * (2 ** max(0, failures - 1)))
+        log.info("reopening %s in %.1f s", describe(self.source), delay)
+        self._stop.wait(delay)
+
+    def _set_down(self, problem: str) -> None:
+        """Note that the source broke, once per outage in the log."""
+        if self.stats.source_up or problem != self.last_problem:
+            log.warning("source lost: %s", problem)
+        self.stats.source_up = False
+        self.last_problem = problem
+
+    def _read_once(self) -> bool:
+        """Open the source and push its frames until it ends or breaks; True if any frame came."""
+        name, fmt, ffmpeg_options = open_options(self.source, self.kind, self.options)
+        container = av.open(name, "r", format=fmt, options=ffmpeg_options,
+                            timeout=(self.options.timeout, self.options.timeout))
+        delivered = False
+        try:
+            stream = video_stream(container, self.source)
+            stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"  # frame threading adds delay
+            self.connection += 1
+            if self.connection > 1 and self.kind != "file":
+                self.stats.reconnects += 1
+            log.info("source up: %s (%dx%d, connection %d)", describe(self.source), stream.codec_context.width,
+                     stream.codec_context.height, self.connection)
+            self.last_problem = ""
+            self.stats.source_up = True
+            clock = _PlaybackClock() if self.realtime else None
+            for vf in container.decode(stream):
+                if self._stop.is_set():
+                    break
+                frame = Frame(index=self._sequence, pts=vf.pts, time_base=vf.time_base or stream.time_base,
+                              duration=vf.duration or None, key_frame=vf.key_frame, _native=vf)
+                if clock is not None:
+                    clock.wait(frame.seconds, self._stop)
+                self._push(frame)
+                delivered = True
+        finally:
+            container.close()
+        if self.kind != "file" and not self._stop.is_set():
+            self._set_down(f"{describe(self.source)}: the stream ended")
+        return delivered
+
+
+class _PlaybackClock:
+    """Sleeps so that frames come out at their presentation times (a file played in real time)."""
+
+    def __init__(self) -> None:
+        self.start_wall: float | None = None
+        self.start_pts: float | None = None
+
+    def wait(self, seconds: float | None, stop: threading.Event) -> None:
+        if seconds is None:
+            return
+        now = time.monotonic()
+        if self.start_wall is None or self.start_pts is None or seconds < self.start_pts:
+            self.start_wall, self.start_pts = now, seconds  # first frame, or the file looped
+            return
+        delay = self.start_wall + (seconds - self.start_pts) - now
+        if delay > 0:
+            stop.wait(delay)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for the log (FFmpeg's message without the repeated URL)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(source: str) -> str:
+    """The source for messages (a URL's password hidden)."""
+    return re.sub(r"(//[^:/@]+:)[^@]+@", r"\1***@", source) if "@" in source else os.fspath(source)
+
+
