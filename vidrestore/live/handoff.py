@@ -1,0 +1,61 @@
+"""The hand-off between the live runner and a sink's own thread: bounded, never blocking, newest kept."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+
+class Closed:
+    """What `NewestQueue.get` returns once the queue is closed and empty."""
+
+
+CLOSED = Closed()
+
+
+class NewestQueue:
+    """A bounded queue whose `put` never waits: when full it drops the oldest item and counts it.
+
+    The sink's caller (the live runner) puts, the sink's thread gets; `close` wakes the getter.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[Any] = deque()
+        self._size = max(1, size)
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> bool:
+        """Queue `item`; False when an older item had to be dropped to make room (or the queue is closed)."""
+        with self._cond:
+            if self._closed:
+                return False
+            kept = len(self._items) < self._size
+            if not kept:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify()
+            return kept
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The oldest item; None after `timeout` seconds without one; CLOSED once closed and empty."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            if self._items:
+                return self._items.popleft()
+            return CLOSED if self._closed else None
+
+    def close(self, discard: bool = False) -> None:
+        """No more items: the getter takes what is queued (nothing with `discard`), then CLOSED."""
+        with self._cond:
+            self._closed = True
+            if discard:
+                self._items.clear()
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
