@@ -1,0 +1,297 @@
+"""RecordingSink: the live frames written to a video file (or numbered segments) with the source's timing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vidrestore.errors import MediaError
+from vidrestore.live.handoff import CLOSED, NewestQueue
+from vidrestore.live.types import LiveOutput
+from vidrestore.video.codecs import EncoderSettings, check_codec
+from vidrestore.video.paths import check_output
+from vidrestore.video.sink import VideoSink
+from vidrestore.video.types import Frame, VideoInfo
+
+log = logging.getLogger(__name__)
+
+FINE_TIME_BASE = Fraction(1, 90000)  # for sources without timestamps: steps measured by arrival time
+MAX_JUMP_SECONDS = 10  # a larger forward jump of the source's timestamps is a discontinuity, not a gap
+DEFAULT_RATE = Fraction(25)  # frame step assumed before two frames were seen (without a rate hint)
+QUEUE_FRAMES = 32  # frames waiting for the encoder before the oldest are dropped
+DROPS_LOGGED = {1, 10, 100, 1000, 10000}  # drop counts that get a warning
+LIVE_SETTINGS = EncoderSettings(codec="libx264", preset="ultrafast", quality=23,
+                                options={"tune": "zerolatency"})
+
+
+def exact(seconds: float) -> Fraction:
+    """Seconds as a fraction (0.2 -> 1/5), so comparisons with frame times are exact."""
+    return Fraction(seconds).limit_denominator(1_000_000)
+
+
+class NoOtherStreams:
+    """Stands in for VideoSink's StreamCopier: live frames come without a file whose streams could be copied."""
+
+    copied: dict[int, int] = {}
+
+    def copy_until(self, time: object) -> None:
+        """Nothing to interleave with the video."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LiveFileSink(VideoSink):
+    """VideoSink for frames that come from no file: the encoder thread, the pixel conversion and the
+    temporary file renamed into place when complete, without opening a source to copy streams from."""
+
+    def _open(self) -> None:
+        """Open the output and the encoder, write the header: all before the first frame."""
+        try:
+            self._out = av.open(str(self._tmp), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(f"cannot record to {self.out_path}: no muxer for {self.out_path.suffix!r}") from exc
+        self.pix_fmt = check_codec(self.settings, self.info, self._out, str(self.out_path))
+        self._stream = self._add_video_stream()
+        self._copier = NoOtherStreams()
+        try:
+            self._out.start_encoding()
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot record to {self.out_path} with {self.settings.codec}: {exc}") from exc
+
+
+class CUT:
+    """Queued by `idle` in segment mode: finish the open segment while the source is down."""
+
+
+@dataclass
+class Segment:
+    """One finished (or open) file of the recording and where its time 0 lies in the whole recording."""
+
+    path: Path
+    start: Fraction  # seconds from the start of the recording to this file's first frame
+    width: int
+    height: int
+    frames: int = 0
+
+
+class Timeline:
+    """Places frames on the recording's time line, in `time_base` ticks: it starts at 0 and follows the
+    source's timestamps; where they restart (a reconnect), go back or jump ahead by more than
+    MAX_JUMP_SECONDS, it continues one frame step after the last frame; frames without timestamps are
+    spaced by their arrival times. Time never goes back."""
+
+    def __init__(self, time_base: Fraction, rate_hint: Fraction | None) -> None:
+        self.time_base = time_base
+        self.step = max(1, round(1 / ((rate_hint or DEFAULT_RATE) * time_base)))
+        self.max_jump = round(MAX_JUMP_SECONDS / time_base)
+        self.last: int | None = None
+        self.last_arrival = 0.0
+        self.offset: int | None = None  # recording ticks minus source ticks in the current run
+        self.connection: int | None = None
+        self.discontinuities = 0  # timestamps that went back or jumped within one connection
+
+    def place(self, output: LiveOutput) -> int:
+        """The recording time of `output` in ticks (strictly after the previous frame's)."""
+        source = self._source_ticks(output)
+        ticks = self._follow(source) if output.connection == self.connection else None
+        if ticks is not None:
+            self.step = ticks - self.last
+        elif self.last is None:
+            ticks = 0
+        elif source is None:
+            ticks = self.last + max(1, round((output.arrival - self.last_arrival) / self.time_base))
+        else:
+            ticks = self.last + self.step
+        self.offset = None if source is None else ticks - source
+        self.last, self.last_arrival, self.connection = ticks, output.arrival, output.connection
+        return ticks
+
+    def _follow(self, source: int | None) -> int | None:
+        """The time the source's timestamp gives within the current run; None where it cannot be followed."""
+        if source is None or self.offset is None or self.last is None:
+            return None
+        ticks = source + self.offset
+        if not 0 < ticks - self.last <= self.max_jump:
+            self.discontinuities += 1
+            log.info("recording: the source's timestamps %s; the time line continues after the last frame",
+                     "jumped ahead" if ticks > self.last else "went back")
+            return None
+        return ticks
+
+    def _source_ticks(self, output: LiveOutput) -> int | None:
+        """The frame's pts in this time line's time base, or None without one."""
+        if output.pts is None:
+            return None
+        return round(output.pts * Fraction(output.time_base) / self.time_base)
+
+
+class RecordingSink:
+    """Record live frames to `path` with the source's timing; encoding runs in its own thread.
+
+    Timing: the recording starts at 0 and follows the source's timestamps. When they restart (the
+    source reconnected: `connection` changed), go back, or jump more than MAX_JUMP_SECONDS ahead, the
+    time line continues one frame step after the last frame written, so an outage is cut out rather
+    than shown and time never goes back; frames without timestamps are spaced by their arrival times.
+    `idle` writes nothing.
+
+    Segments (`segment_seconds`): the recording is split into `name_00000.mp4`, `name_00001.mp4`, ...
+    each a complete file that starts with a keyframe and plays alone. Every segment's timestamps start
+    at 0; `segments[i].start` says where it lies on the recording's time line (which runs on across
+    segments as described above), so played back to back they give the whole recording. A segment is
+    finalised (renamed from its temporary name) when the next begins, and while the source is down, so
+    a crash loses at most the open segment.
+
+    A change of frame size starts a new file: the next segment, or without segments `name_00001.mp4`,
+    `name_00002.mp4`, ... beside `path`. When the encoder falls behind, queued frames are dropped
+    (oldest first) and counted in `dropped`; `write` never waits for the encoder.
+    """
+
+    name = "record"
+    thread_name = "vidrestore-live-record"
+
+    def __init__(self, path: Path, *, segment_seconds: float | None = None,
+                 settings: EncoderSettings | None = None, rate_hint: Fraction | None = None) -> None:
+        if segment_seconds is not None and segment_seconds <= 0:
+            raise MediaError(f"segment length must be positive, not {segment_seconds}")
+        self.path = check_output(path)
+        self.segment_seconds = None if segment_seconds is None else exact(segment_seconds)
+        self.settings = settings or LIVE_SETTINGS
+        self.rate_hint = rate_hint
+        self.segments: list[Segment] = []
+        self.frames = 0
+        self._timeline: Timeline | None = None
+        self._video: LiveFileSink | None = None
+        self._error: BaseException | None = None
+        self._reported = False
+        self._queue = NewestQueue(QUEUE_FRAMES)
+        self._check_encoder()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped because the encoder was behind."""
+        return self._queue.dropped
+
+    # --- the caller's side -----------------------------------------------------------------------
+
+    def write(self, output: LiveOutput) -> None:
+        """Queue a frame for the encoder (the oldest queued one is dropped when it is behind)."""
+        self._raise_failure()
+        if not self._queue.put(output) and self._queue.dropped in DROPS_LOGGED:
+            log.warning("recording %s is behind: %d frames dropped so far", self.path, self._queue.dropped)
+
+    def idle(self, message: str) -> None:
+        """The source is down: nothing is recorded; in segment mode the open segment is finalised."""
+        self._raise_failure()
+        if self.segment_seconds is not None:
+            self._queue.put(CUT)
+
+    def close(self) -> None:
+        """Encode what is queued, finalise the open file and stop the thread."""
+        self._queue.close()
+        self._thread.join()
+        if not self._reported:
+            self._raise_failure()
+        log.info("recorded %d frames into %d file(s) (%d dropped)", self.frames, len(self.segments),
+                 self.dropped)
+
+    def _raise_failure(self) -> None:
+        """Raise the encoder thread's error (on every call, so the run stops; `close` stays quiet after)."""
+        error = self._error
+        if error is not None:
+            self._reported = True
+            if isinstance(error, MediaError):
+                raise error
+            raise MediaError(f"recording {self.path} failed: {error}") from error
+
+    def _check_encoder(self) -> None:
+        """MediaError now, not at the first frame, when this container or encoder cannot be written."""
+        probe = LiveFileSink(self.path, self._video_info(64, 64), self.settings, copy_streams=False)
+        probe.abort()
+
+    # --- the encoder thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Thread body: place every frame on the time line and write it to the right file."""
+        try:
+            while (item := self._queue.get()) is not CLOSED:
+                if item is CUT:
+                    self._finish_file()
+                else:
+                    self._record(item)
+            self._finish_file()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            log.error("recording %s failed: %s", self.path, exc)
+            self._error = exc
+            self._queue.close(discard=True)
+            self._abort_file()
+
+    def _record(self, output: LiveOutput) -> None:
+        """Write one frame, starting a new file first when the segment is full or the size changed."""
+        if self._timeline is None:
+            base = Fraction(output.time_base) if output.pts is not None else FINE_TIME_BASE
+            self._timeline = Timeline(base, self.rate_hint)
+        ticks = self._timeline.place(output)
+        height, width = output.image.shape[:2]
+        if self._needs_new_file(ticks, width, height):
+            self._finish_file()
+            self._start_file(ticks, width, height)
+        segment = self.segments[-1]
+        base = self._timeline.time_base
+        self._video.write(Frame(index=segment.frames, pts=ticks - round(segment.start / base),
+                                time_base=base, _image=output.image))
+        segment.frames += 1
+        self.frames += 1
+
+    def _needs_new_file(self, ticks: int, width: int, height: int) -> bool:
+        """True before the first frame of a file: none open, a full segment, or another frame size."""
+        if self._video is None:
+            return True
+        segment = self.segments[-1]
+        if (width, height) != (segment.width, segment.height):
+            log.info("frame size changed to %dx%d: starting a new file", width, height)
+            return True
+        return (self.segment_seconds is not None
+                and ticks * self._timeline.time_base - segment.start >= self.segment_seconds)
+
+    def _start_file(self, ticks: int, width: int, height: int) -> None:
+        """Open the encoder for the next file; its time 0 is the frame at `ticks`."""
+        index = len(self.segments)
+        path = self._file_path(index)
+        self._video = LiveFileSink(path, self._video_info(width, height), self.settings, copy_streams=False)
+        self._video.start()
+        self.segments.append(Segment(path, ticks * self._timeline.time_base, width, height))
+
+    def _file_path(self, index: int) -> Path:
+        """`path` itself for the only file, else `name_00000.ext`, `name_00001.ext`, ..."""
+        if self.segment_seconds is None and index == 0:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}_{index:05d}{self.path.suffix}")
+
+    def _video_info(self, width: int, height: int) -> VideoInfo:
+        """What VideoSink needs to know about the frames of one file."""
+        time_base = self._timeline.time_base if self._timeline else FINE_TIME_BASE
+        return VideoInfo(path="live://", container="live", codec="rawvideo", width=width,
+                         height=height, time_base=time_base, pix_fmt="yuv420p", bit_depth=8,
+                         average_rate=self.rate_hint)
+
+    def _finish_file(self) -> None:
+        """Finalise the open file (flush, trailer, rename into place)."""
+        video, self._video = self._video, None
+        if video is not None:
+            video.close()
+            segment = self.segments[-1]
+            log.info("recorded %s: %d frames from %.2f s", segment.path, segment.frames, segment.start)
+
+    def _abort_file(self) -> None:
+        """Drop the open file after a failure (its temporary file is removed)."""
+        video, self._video = self._video, None
+        if video is not None:
+            video.abort()
