@@ -31,7 +31,7 @@ from vidrestore import __version__
 from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
 from vidrestore.pipeline.restorer_api import RestoredImage, Restorer
 from vidrestore.server.errors import ERROR_RESPONSES, ApiError, ErrorBody, install_error_handlers, invalid_parameter
-from vidrestore.server.images import API_FORMATS, DecodedImage, decode_image, encode_image, media_type
+from vidrestore.server.images import API_FORMATS, FORMATS, DecodedImage, decode_image, encode_image, media_type
 from vidrestore.server.jobs import JobState, new_name
 from vidrestore.server.metrics import MetricsMiddleware, ServerMetrics
 from vidrestore.server.restorers import SharedRestorer
@@ -115,11 +115,11 @@ def upload_body(params: type[BaseModel], media_types: list[str]) -> dict[str, An
                                                           **{t: raw for t in media_types}}}}
 
 
-IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "application/octet-stream"]
+IMAGE_TYPES = [media for _, media in FORMATS.values()]
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the restored image (or JSON with `response=json`)",
           "headers": {"X-Faces-Found": {"description": "faces found", "schema": {"type": "integer"}}},
-          "content": {**{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES[:3]},
+          "content": {**{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
                       "application/json": {"schema": ImageResult.model_json_schema()}}},
     504: {"model": ErrorBody, "description": "not restored within the request timeout"},
 }
@@ -221,7 +221,7 @@ def create_app(settings: ServerSettings, options: RestoreOptions | None = None,
 
 def _image_routes(v1: APIRouter) -> None:
     @v1.post("/images:restore", tags=["images"], summary="restore the faces of an image",
-             response_class=Response, responses=IMAGE_RESPONSES, openapi_extra=upload_body(ImageParams, IMAGE_TYPES))
+             response_class=Response, responses=IMAGE_RESPONSES, openapi_extra=upload_body(ImageParams, [*IMAGE_TYPES, "application/octet-stream"]))
     async def restore_image(request: Request, params: Annotated[ImageParams, Query()]) -> Response:
         server = server_of(request)
         with server.image_slot():
