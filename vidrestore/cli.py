@@ -61,7 +61,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -76,6 +76,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_video_parser(bsub)
     _add_bench_pipeline_parser(bsub)
     _add_bench_faces_parser(bsub)
+    _add_bench_server_parser(bsub)
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
@@ -139,6 +140,25 @@ def _cmd_bench_faces(args: argparse.Namespace) -> int:
     from vidrestore.bench import faces as bench_faces
 
     return bench_faces.run_cli(args)
+
+
+def _add_bench_server_parser(bsub: argparse._SubParsersAction) -> None:
+    sp = bsub.add_parser("server", help="HTTP API requests/s and p50/p95 latency at 1, 4, 16 clients, batching on vs off")
+    sp.add_argument("--faces", help="folder of 512x512 face images (default: ../shared/media/faces)")
+    sp.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
+    sp.add_argument("--requests", type=int, default=64, help="timed requests per point (at least 4 per client)")
+    sp.add_argument("--max-batch", type=int, default=16, help="the server's --max-batch when batching is on")
+    sp.add_argument("--model", help="checkpoint name or path (default: a small random-weight model)")
+    sp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    sp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    sp.add_argument("--output", help="also write the table as Markdown to this file")
+    sp.set_defaults(handler=_cmd_bench_server)
+
+
+def _cmd_bench_server(args: argparse.Namespace) -> int:
+    from vidrestore.bench import server as bench_server
+
+    return bench_server.run_cli(args)
 
 
 # --- probe ---------------------------------------------------------------------------------------
@@ -342,6 +362,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _add_live_parser(sub: argparse._SubParsersAction) -> None:
+    from vidrestore.live.command import add_arguments
+
+    p = sub.add_parser("live", help="restore a webcam or network feed as it plays, with bounded latency",
+                       description="Restore faces in a live feed (webcam, RTSP/RTMP/HTTP/UDP/SRT, or a file played "
+                       "at its own rate) into a window, a recording, an MJPEG preview and/or a re-stream.")
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_live)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from vidrestore.live.command import run_cli
+
+    return run_cli(args)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 SubparserAdder = Callable[[argparse._SubParsersAction], None]
@@ -356,6 +392,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_degrade_parser,
     _add_track_parser,
     _add_serve_parser,
+    _add_live_parser,
 )
 
 

@@ -86,11 +86,7 @@ class SinkHub:
         """Deliver what is queued, then close every sink."""
         self._queue.put(None)
         self._thread.join()
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - every sink gets closed
-                log.warning("closing the %s sink failed: %s", sink.name, exc)
+        _close_all(self.sinks)
         if self._error is not None:
             raise self._error
 
@@ -226,6 +222,25 @@ class _StatsLogger:
         self._thread.join()
 
 
+def _load_models(options: RestoreOptions) -> tuple:
+    """The restoration core and a causal face tracker (no look-ahead) for the options."""
+    device = resolve_device(options.device)
+    engine = load_crop_restorer(options, device)
+    tracker = None
+    if options.tracks:
+        tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every, lag=0))
+    return engine, tracker
+
+
+def _close_all(sinks: Sequence[LiveSink]) -> None:
+    """Close sinks, logging (not raising) what fails."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - every sink gets closed
+            log.warning("closing the %s sink failed: %s", sink.name, exc)
+
+
 def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOptions | None = None,
              live: LiveOptions | None = None, *, stop: threading.Event | None = None) -> LiveStats:
     """Restore a live source into the sinks until it ends, the duration is spent, `stop` is set or Ctrl-C.
@@ -234,11 +249,11 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
     """
     options = options or RestoreOptions()
     live = live or LiveOptions()
-    device = resolve_device(options.device)
-    engine = load_crop_restorer(options, device)
-    tracker = None
-    if options.tracks:
-        tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every, lag=0))
+    try:
+        engine, tracker = _load_models(options)
+    except BaseException:
+        _close_all(sinks)  # the sinks are ours from the start: nothing is left running on failure
+        raise
     stats = source.stats
     inflight = _InFlight()
     hub = SinkHub(sinks, stats, source, live.idle_interval)
