@@ -61,7 +61,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -77,6 +77,26 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_pipeline_parser(bsub)
     _add_bench_faces_parser(bsub)
     _add_bench_server_parser(bsub)
+    _add_bench_live_parser(bsub)
+
+
+def _add_bench_live_parser(bsub: argparse._SubParsersAction) -> None:
+    lp = bsub.add_parser("live", help="live mode: added latency p50/p95, sustained fps and drops")
+    lp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p")
+    lp.add_argument("--faces", default="1,4", help="faces per frame, comma-separated (1 or 4)")
+    lp.add_argument("--seconds", type=float, default=10.0, help="length of each source clip")
+    lp.add_argument("--fps", type=int, default=30, help="frame rate of the source clips")
+    lp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    lp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    lp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
+    lp.add_argument("--output", help="also write the table as Markdown to this file")
+    lp.set_defaults(handler=_cmd_bench_live)
+
+
+def _cmd_bench_live(args: argparse.Namespace) -> int:
+    from vidrestore.bench import live as bench_live
+
+    return bench_live.run_cli(args)
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
