@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import av
 
 from vidrestore.errors import MediaError
-from vidrestore.live.handoff import CLOSED, NewestQueue
+from vidrestore.live.handoff import CLOSED, QueuedSink
 from vidrestore.live.types import LiveOutput
 from vidrestore.video.codecs import EncoderSettings, check_codec
 from vidrestore.video.paths import check_output
@@ -131,7 +130,7 @@ class Timeline:
         return round(output.pts * Fraction(output.time_base) / self.time_base)
 
 
-class RecordingSink:
+class RecordingSink(QueuedSink):
     """Record live frames to `path` with the source's timing; encoding runs in its own thread.
 
     Timing: the recording starts at 0 and follows the source's timestamps. When they restart (the
@@ -167,49 +166,31 @@ class RecordingSink:
         self.frames = 0
         self._timeline: Timeline | None = None
         self._video: LiveFileSink | None = None
-        self._error: BaseException | None = None
-        self._reported = False
-        self._queue = NewestQueue(QUEUE_FRAMES)
         self._check_encoder()
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-        self._thread.start()
-
-    @property
-    def dropped(self) -> int:
-        """Frames dropped because the encoder was behind."""
-        return self._queue.dropped
+        self._start_worker(QUEUE_FRAMES)
 
     # --- the caller's side -----------------------------------------------------------------------
 
     def write(self, output: LiveOutput) -> None:
         """Queue a frame for the encoder (the oldest queued one is dropped when it is behind)."""
-        self._raise_failure()
-        if not self._queue.put(output) and self._queue.dropped in DROPS_LOGGED:
+        if not self._enqueue(output) and self.dropped in DROPS_LOGGED:
             log.warning("recording %s is behind: %d frames dropped so far", self.path, self._queue.dropped)
 
     def idle(self, message: str) -> None:
         """The source is down: nothing is recorded; in segment mode the open segment is finalised."""
-        self._raise_failure()
         if self.segment_seconds is not None:
-            self._queue.put(CUT)
+            self._enqueue(CUT)
 
     def close(self) -> None:
         """Encode what is queued, finalise the open file and stop the thread."""
-        self._queue.close()
-        self._thread.join()
+        self._stop_worker()
         if not self._reported:
             self._raise_failure()
         log.info("recorded %d frames into %d file(s) (%d dropped)", self.frames, len(self.segments),
                  self.dropped)
 
-    def _raise_failure(self) -> None:
-        """Raise the encoder thread's error (on every call, so the run stops; `close` stays quiet after)."""
-        error = self._error
-        if error is not None:
-            self._reported = True
-            if isinstance(error, MediaError):
-                raise error
-            raise MediaError(f"recording {self.path} failed: {error}") from error
+    def _describe(self, exc: BaseException) -> BaseException:
+        return exc if isinstance(exc, MediaError) else MediaError(f"recording {self.path} failed: {exc}")
 
     def _check_encoder(self) -> None:
         """MediaError now, not at the first frame, when this container or encoder cannot be written."""
@@ -218,7 +199,7 @@ class RecordingSink:
 
     # --- the encoder thread ----------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         """Thread body: place every frame on the time line and write it to the right file."""
         try:
             while (item := self._queue.get()) is not CLOSED:
@@ -229,8 +210,7 @@ class RecordingSink:
             self._finish_file()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             log.error("recording %s failed: %s", self.path, exc)
-            self._error = exc
-            self._queue.close(discard=True)
+            self._fail(exc)
             self._abort_file()
 
     def _record(self, output: LiveOutput) -> None:
