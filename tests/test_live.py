@@ -15,6 +15,7 @@ from live_feed import RTSP_SERVER, RtspFeed, make_stamped_clip
 from pipeline_support import make_tiny_restorer, pipeline_threads, test_options
 from vidrestore import cli
 from vidrestore.bench.stamp import read_number
+from vidrestore.live.record import RecordingSink
 from vidrestore.live.runner import LiveOptions, run_live
 from vidrestore.live.source import LiveSource, SourceOptions
 from vidrestore.live.types import LiveOutput, LiveStats
@@ -82,7 +83,8 @@ def test_a_source_faster_than_restoration_drops_and_stays_bounded(work, detector
     sequences = [o["sequence"] for o in sink.outputs]
     assert sequences == sorted(set(sequences))
     assert stats.dropped > 0 and stats.frames_in > stats.frames_out
-    # bounded: what is between source and sinks never exceeds the frames in flight plus the source's queue
+    # bounded: between source and sinks there are never more than the frames in flight (the one being
+    # written included), the source's queue, and the frame the reader is handing over
     assert max(o["in_flight"] for o in sink.outputs) <= live.max_in_flight + source.options.queue_size + 1
     assert not pipeline_threads()
 
@@ -104,8 +106,9 @@ def test_rtsp_feed_that_drops_is_reopened_and_keeps_source_timing(work, detector
     with RtspFeed(clip) as feed:
         source = LiveSource(feed.url, SourceOptions(transport="udp", timeout=2.0, backoff=0.2, max_backoff=1.0))
         sink = Collector()
+        recording = RecordingSink(tmp_path / "recorded.mp4")
         stop = threading.Event()
-        runner = threading.Thread(target=run_live, args=(source, [sink], _options(work, detector_weights),
+        runner = threading.Thread(target=run_live, args=(source, [sink, recording], _options(work, detector_weights),
                                                          LiveOptions(idle_interval=0.2)), kwargs={"stop": stop})
         runner.start()
         try:
@@ -124,6 +127,42 @@ def test_rtsp_feed_that_drops_is_reopened_and_keeps_source_timing(work, detector
         assert all(b > a for a, b in zip(stamps, stamps[1:]))  # in order (the publisher loops at 200)
         for a, b in zip(part, part[1:]):  # the source's timestamps survive: time steps == frame-number steps / fps
             assert abs((b["seconds"] - a["seconds"]) - (b["stamp"] - a["stamp"]) / FPS) < 2e-3
+    # the recording: the frames the sinks got, with the source's time steps, continued across the reconnect
+    recorded = _stamps_and_seconds(tmp_path / "recorded.mp4")
+    shown = [o["stamp"] for o in sink.outputs]
+    assert len(recorded) >= 20 and _is_subsequence([n for n, _ in recorded], shown)
+    times = [t for _, t in recorded]
+    assert times[0] == 0 and all(b > a for a, b in zip(times, times[1:]))
+    by_stamp = {o["stamp"]: o["connection"] for o in sink.outputs}
+    for (n0, t0), (n1, t1) in zip(recorded, recorded[1:]):
+        if by_stamp[n0] == by_stamp[n1] and n1 > n0:
+            assert abs((t1 - t0) - (n1 - n0) / FPS) < 2e-3
+    assert not pipeline_threads()
+
+
+def _stamps_and_seconds(path: Path) -> list[tuple[int, float]]:
+    """(stamped number, presentation time in seconds) of every frame of a video."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [(read_number(f.to_ndarray(format="rgb24")), float(f.pts * f.time_base)) for f in c.decode(video=0)]
+
+
+def _is_subsequence(part: list[int], whole: list[int]) -> bool:
+    """True when `part` appears in `whole` in the same order (gaps allowed)."""
+    it = iter(whole)
+    return all(any(x == y for y in it) for x in part)
+
+
+def test_cli_restores_a_file_into_a_recording_and_a_preview(work, detector_weights, tmp_path) -> None:
+    out = tmp_path / "live.mp4"
+    args = ["live", str(work["clip"]), "--record", str(out), "--preview", "0", "--model", str(work["model"]),
+            "--detector", str(detector_weights), "--device", "cpu", "--det-size", "320", "--offline", "-q"]
+    assert cli.main(args) == 0
+    recorded = _stamps_and_seconds(out)
+    assert len(recorded) > 10 and [p.name for p in tmp_path.iterdir()] == ["live.mp4"]
+    assert all(b[0] > a[0] for a, b in zip(recorded, recorded[1:]))
+    assert all(abs((t - recorded[0][1]) - (n - recorded[0][0]) / FPS) < 2e-3 for n, t in recorded)
     assert not pipeline_threads()
 
 

@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--preview", metavar="[HOST:]PORT", help="HTTP MJPEG preview for browsers, e.g. 8090 or 0.0.0.0:8090")
     out.add_argument("--restream", metavar="URL", help="re-stream to rtsp://, rtmp://, udp:// or srt://")
     out.add_argument("--restream-format", help="FFmpeg output format of the re-stream (guessed from the URL)")
+    p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
 
 
 def source_options(args: argparse.Namespace) -> SourceOptions:

@@ -71,16 +71,16 @@ class SinkHub:
         self.stats = stats
         self.source = source
         self.idle_interval = idle_interval
-        self._queue: queue.Queue[LiveOutput | None] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)  # (LiveOutput, done) pairs, then None
         self._thread = threading.Thread(target=self._run, name="vidrestore-live-sinks", daemon=True)
         self._error: BaseException | None = None
         self._thread.start()
 
-    def put(self, output: LiveOutput) -> None:
-        """Queue a frame for the sinks (they return quickly, so this waits little)."""
+    def put(self, output: LiveOutput, done: Callable[[], None] | None = None) -> None:
+        """Queue a frame for the sinks (they return quickly, so this waits little); `done()` runs once they have it."""
         if self._error is not None:
             raise self._error
-        self._queue.put(output)
+        self._queue.put((output, done))
 
     def close(self) -> None:
         """Deliver what is queued, then close every sink."""
@@ -101,8 +101,11 @@ class SinkHub:
                 continue
             if item is None:
                 return
-            self._each(lambda sink: sink.write(item))
-            self.stats.frame_out(item, time.monotonic())
+            output, done = item
+            self._each(lambda sink: sink.write(output))
+            self.stats.frame_out(output, time.monotonic())
+            if done is not None:
+                done()
             last_write = time.monotonic()
 
     def _each(self, call) -> None:
@@ -193,11 +196,12 @@ def deliver_stage(hub: SinkHub, inflight: _InFlight) -> StageFn:
 
     def deliver(items: Iterable[OutputFrame]) -> Iterator[None]:
         for item in items:
-            live = inflight.pop(item.frame)
             frame = item.frame
-            hub.put(LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=live.arrival,
-                               sequence=live.sequence, connection=live.connection, faces=item.faces,
-                               restored=not live.late))
+            live = inflight.get(frame)
+            output = LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=live.arrival,
+                                sequence=live.sequence, connection=live.connection, faces=item.faces,
+                                restored=not live.late)
+            hub.put(output, done=lambda frame=frame: inflight.pop(frame))  # in flight until the sinks have it
         yield from ()
 
     return deliver
