@@ -168,6 +168,7 @@ def _add_bench_server_parser(bsub: argparse._SubParsersAction) -> None:
     sp.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
     sp.add_argument("--requests", type=int, default=64, help="timed requests per point (at least 4 per client)")
     sp.add_argument("--max-batch", type=int, default=16, help="the server's --max-batch when batching is on")
+    sp.add_argument("--rounds", type=int, default=2, help="measure every point this many times, keep the best")
     sp.add_argument("--model", help="checkpoint name or path (default: a small random-weight model)")
     sp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     sp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
