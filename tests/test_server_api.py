@@ -18,7 +18,9 @@ from PIL import Image
 
 from pipeline_support import make_tiny_restorer, test_options
 from server_support import FACE, assert_error, decode, live_server, png_bytes, state_of, wait_for
+from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.server.settings import ServerSettings, is_loopback
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,10 @@ def test_same_format_and_alpha_kept(client: httpx.Client, faces: list[bytes]) ->
     assert out.headers["content-type"] == "image/webp"
     restored = Image.open(io.BytesIO(client.post("/v1/images:restore", content=buffer.getvalue()).content))
     assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored)[..., 3], alpha)
+    buffer = io.BytesIO()  # a camera JPEG with a second picture inside (MPO) comes back as a JPEG
+    Image.fromarray(rgb).save(buffer, format="MPO", save_all=True, append_images=[Image.fromarray(rgb)])
+    mpo = client.post("/v1/images:restore", content=buffer.getvalue())
+    assert mpo.status_code == 200 and mpo.headers["content-type"] == "image/jpeg"
 
 
 def test_concurrent_requests_share_one_model_call(api, faces: list[bytes], restorer: Restorer) -> None:
@@ -205,7 +211,7 @@ def test_unknown_routes_jobs_and_methods_are_json(client: httpx.Client) -> None:
 def strict(restorer: Restorer):
     """A server with a token, one image at a time and short timeouts."""
     with live_server(restorer, token="s3cret", max_pending_images=1, request_timeout_s=1.0,
-                     upload_timeout_s=1.0) as running:
+                     upload_timeout_s=1.0, cors_origins=("https://app.example",)) as running:
         yield running
 
 
@@ -221,6 +227,19 @@ def test_token_is_required_on_v1_and_metrics(strict, faces: list[bytes]) -> None
     assert_error(client.get("/v1/jobs/x", headers=right), 404, "unknown_job")
     assert client.get("/metrics", headers=right).status_code == 200
     assert client.post("/v1/images:restore", content=faces[0], headers=right).status_code == 200
+
+
+def test_web_pages_of_allowed_origins_may_call(strict) -> None:
+    _, client = strict
+    preflight = client.options("/v1/images:restore", headers={
+        "origin": "https://app.example", "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    answer = client.get("/v1/jobs/x", headers={"origin": "https://app.example", "authorization": "Bearer s3cret"})
+    assert answer.headers["access-control-allow-origin"] == "https://app.example"
+    other = client.get("/v1/jobs/x", headers={"origin": "https://evil.example", "authorization": "Bearer s3cret"})
+    assert "access-control-allow-origin" not in other.headers
 
 
 def test_busy_model_timeouts_and_slow_uploads(strict, faces: list[bytes]) -> None:
@@ -247,9 +266,30 @@ def test_busy_model_timeouts_and_slow_uploads(strict, faces: list[bytes]) -> Non
     assert not list(state.uploads.iterdir())  # no upload left behind
 
 
-def test_serve_refuses_an_open_address_without_a_token(capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidrestore import cli
+    from vidrestore.server.command import settings_from_args
+
+    monkeypatch.setenv("VIDRESTORE_TOKEN", "from-env")
+    args = cli.build_parser().parse_args(["serve", "--host", "0.0.0.0", "--max-image-mb", "0.5", "--max-batch", "4",
+                                          "--allow-origin", "https://a.example", "--retention", "90"])
+    settings = settings_from_args(args)
+    assert settings.token == "from-env" and settings.max_image_bytes == 512 * 1024 and settings.max_batch == 4
+    assert settings.cors_origins == ("https://a.example",) and settings.retention_s == 90.0
+    settings.check_exposure()  # an open address is fine with a token
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host)
+    for host in ("0.0.0.0", "::", "192.168.1.2", "example.com"):
+        assert not is_loopback(host)
+    with pytest.raises(VidrestoreError, match="max-batch must be positive"):
+        ServerSettings(max_batch=0)
+
+
+def test_serve_refuses_an_open_address_without_a_token(capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from vidrestore import cli
 
+    monkeypatch.delenv("VIDRESTORE_TOKEN", raising=False)
     assert cli.main(["serve", "--host", "0.0.0.0", "--model", "none"]) == 2
     assert "without a token" in capsys.readouterr().err
 

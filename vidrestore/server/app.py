@@ -23,6 +23,7 @@ import secrets
 from typing import Annotated, Any, AsyncIterator, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=BaseModel)
 bearer = HTTPBearer(auto_error=False, description="the server's token, when it was started with one")
+CORS_METHODS = ["GET", "POST", "DELETE"]
+CORS_EXPOSED = ["X-Faces-Found", "Location", "Content-Range", "Content-Disposition"]
 
 
 # --- request and response models -----------------------------------------------------------------
@@ -200,6 +203,9 @@ def create_app(settings: ServerSettings, options: RestoreOptions | None = None,
     app = FastAPI(title="vidrestore", version=__version__, lifespan=lifespan,
                   description="Restore faces in images and videos with GFP-GAN.")
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=CORS_METHODS,
+                           allow_headers=["Authorization", "Content-Type", "Range"], expose_headers=CORS_EXPOSED)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
     _image_routes(v1)

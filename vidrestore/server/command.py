@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULTS.port, help="port (default 8000; 0: any free port)")
     p.add_argument("--token", help=f"bearer token required on /v1 and /metrics (default: ${TOKEN_ENV})")
     p.add_argument("--work-dir", help="folder for uploads and job files (default: a temporary folder)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages of this origin call the API (CORS), e.g. https://app.example.com; repeatable")
     m = p.add_argument_group("model (loaded once at startup; requests may ask for model=none, blend, centre face)")
     m.add_argument("--config", help="preset name (default, fast, quality) or YAML file")
     m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint, or none")
@@ -63,7 +65,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         value = getattr(args, name) * scale
         limits[name] = int(value) if isinstance(getattr(DEFAULTS, name), int) else value
     return ServerSettings(host=args.host, port=args.port, token=args.token or os.environ.get(TOKEN_ENV) or None,
-                          work_dir=Path(args.work_dir) if args.work_dir else None, **limits)
+                          work_dir=Path(args.work_dir) if args.work_dir else None,
+                          cors_origins=tuple(args.allow_origin), **limits)
 
 
 def run_cli(args: argparse.Namespace) -> int:

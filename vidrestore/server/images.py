@@ -30,6 +30,7 @@ FORMATS = {
     "TIFF": ("tiff", "image/tiff"),
 }
 API_FORMATS = {api: pil for pil, (api, _) in FORMATS.items()}
+FORMAT_ALIASES = {"MPO": "JPEG"}  # camera JPEGs with extra pictures open as MPO
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 SAVE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": 3}}
 
@@ -64,7 +65,8 @@ def decode_image(path: Path, max_pixels: int) -> DecodedImage:
             raise too_many_pixels(width, height, max_pixels)
         if width < 1 or height < 1:
             raise ApiError(400, "bad_image", "the image has no pixels")
-        fmt = image.format or "PNG"
+        fmt = FORMAT_ALIASES.get(image.format or "", image.format or "")
+        fmt = fmt if fmt in FORMATS else "PNG"
         try:
             image.load()
             upright = ImageOps.exif_transpose(image)

@@ -32,6 +32,7 @@ class ServerSettings:
     batch_wait_ms: float = 2.0  # how long the image worker waits for more requests to fill a batch
     retention_s: float = 3600.0  # finished jobs and their files are removed this long after they end
     max_connections: int = 64  # open connections before uvicorn answers 503
+    cors_origins: tuple[str, ...] = ()  # web origins whose pages may call the API from a browser
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -84,6 +84,9 @@ class ServerState:
             part.stop()
         if self.owns_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        else:  # the job registry ends with the process: its files are of no use to the next one
+            remove_generated(self.uploads)
+            remove_generated(self.jobs.root)
 
     def _job_finished(self, job: Job) -> None:
         if job.state is JobState.DONE and job.faces and job.options is not None and job.options.restores:
