@@ -34,13 +34,6 @@ def state_of(server: ServerThread) -> ServerState:
     return server.app.state.server
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """An RGB array as PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def decode(data: bytes) -> np.ndarray:
     """Image bytes as an RGB array."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

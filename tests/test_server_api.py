@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from pipeline_support import make_tiny_restorer, test_options
-from server_support import FACE, assert_error, decode, live_server, png_bytes, state_of, wait_for
+from server_support import FACE, assert_error, decode, live_server, state_of, wait_for
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.restorer_api import Restorer
 from vidrestore.server.settings import ServerSettings, is_loopback
@@ -111,6 +111,12 @@ def test_same_format_and_alpha_kept(client: httpx.Client, faces: list[bytes]) ->
     assert out.headers["content-type"] == "image/webp"
     restored = Image.open(io.BytesIO(client.post("/v1/images:restore", content=buffer.getvalue()).content))
     assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored)[..., 3], alpha)
+    grey16 = (rgb.mean(axis=2) * 257).astype(np.uint16)  # a 16-bit grey PNG: scaled to 8 bits, not clipped
+    buffer = io.BytesIO()
+    Image.fromarray(grey16).save(buffer, format="PNG")
+    deep = decode(client.post("/v1/images:restore", content=buffer.getvalue()).content)
+    corner = np.round(grey16[:24, :24] / 257.0).astype(int)
+    assert np.array_equal(deep[:24, :24, 0], corner) and np.array_equal(deep[:24, :24, 2], corner)
     buffer = io.BytesIO()  # a camera JPEG with a second picture inside (MPO) comes back as a JPEG
     Image.fromarray(rgb).save(buffer, format="MPO", save_all=True, append_images=[Image.fromarray(rgb)])
     mpo = client.post("/v1/images:restore", content=buffer.getvalue())

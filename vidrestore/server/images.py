@@ -71,11 +71,25 @@ def decode_image(path: Path, max_pixels: int) -> DecodedImage:
             image.load()
             upright = ImageOps.exif_transpose(image)
             alpha = _alpha(upright)
-            rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            rgb = rgb_array(upright)
         except Exception as exc:  # noqa: BLE001 - any failure to decode client bytes is bad input, not a server error
             log.debug("cannot decode an uploaded %s image", fmt, exc_info=True)
             raise ApiError(400, "bad_image", f"cannot decode the {fmt} image: truncated or corrupt ({_reason(exc)})") from None
     return DecodedImage(np.ascontiguousarray(rgb), alpha, fmt)
+
+
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """The picture as RGB uint8; 16-bit and 32-bit grey (PNG, TIFF) and float pictures scaled, not clipped."""
+    if image.mode.startswith("I") or image.mode == "F":
+        grey = np.asarray(image, dtype=np.float64)
+        peak = float(np.nanmax(grey)) if grey.size else 0.0
+        if image.mode == "F" and peak <= 1.0:
+            grey = grey * 255.0  # float pictures in 0..1
+        elif image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
+            grey = grey / 257.0  # 16-bit range (what PNG and TIFF store in these modes)
+        grey = np.clip(np.nan_to_num(grey), 0, 255).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def _alpha(image: Image.Image) -> Image.Image | None:
