@@ -138,6 +138,7 @@ def test_delete_cancels_a_running_job(api, clips: dict[str, Path]) -> None:
 
 
 def test_queue_bound_and_retention(restorer: Restorer, clips: dict[str, Path]) -> None:
+    threads_before = set(threading.enumerate())
     with live_server(restorer, max_queued_jobs=1, retention_s=1.0, token="t") as (server, client):
         client.headers["authorization"] = "Bearer t"
         state = state_of(server)
@@ -152,3 +153,6 @@ def test_queue_bound_and_retention(restorer: Restorer, clips: dict[str, Path]) -
         # ended jobs are removed with their files once the retention time has passed
         wait_for(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 404, "the finished job to expire")
         assert not (state.jobs.root / job_id).exists()
+    # the server stopped: its worker threads ended and its temporary work folder is gone
+    assert not [t.name for t in set(threading.enumerate()) - threads_before if t.name.startswith("vidrestore-server")]
+    assert not state.work_dir.exists()

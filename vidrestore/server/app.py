@@ -65,7 +65,8 @@ class RestoreParams(BaseModel):
 class ImageParams(RestoreParams):
     """Options of an image restoration."""
 
-    format: Literal["jpeg", "png", "webp", "bmp", "tiff"] | None = Field(None, description="output format (default: the input's)")
+    format: Literal["jpeg", "png", "webp", "bmp", "tiff"] | None = Field(
+        None, description="output format (default: the input's)")
     response: Literal["image", "json"] = Field("image", description="`json`: faces and the image (base64) as JSON")
 
 
@@ -227,7 +228,8 @@ def create_app(settings: ServerSettings, options: RestoreOptions | None = None,
 
 def _image_routes(v1: APIRouter) -> None:
     @v1.post("/images:restore", tags=["images"], summary="restore the faces of an image",
-             response_class=Response, responses=IMAGE_RESPONSES, openapi_extra=upload_body(ImageParams, [*IMAGE_TYPES, "application/octet-stream"]))
+             response_class=Response, responses=IMAGE_RESPONSES,
+             openapi_extra=upload_body(ImageParams, [*IMAGE_TYPES, "application/octet-stream"]))
     async def restore_image(request: Request, params: Annotated[ImageParams, Query()]) -> Response:
         server = server_of(request)
         with server.image_slot():
@@ -247,14 +249,15 @@ def _image_routes(v1: APIRouter) -> None:
 
 def _video_routes(v1: APIRouter) -> None:
     @v1.post("/videos", tags=["videos"], summary="upload a video; its restoration runs as a job",
-             status_code=202, response_model=JobView, openapi_extra=upload_body(VideoParams, ["application/octet-stream",
-                                                                                               "video/mp4"]))
+             status_code=202, response_model=JobView,
+             openapi_extra=upload_body(VideoParams, ["application/octet-stream", "video/mp4"]))
     async def create_job(request: Request, params: Annotated[VideoParams, Query()]) -> JSONResponse:
         server = server_of(request)
         settings = server.settings
         job = server.jobs.reserve()
         try:
-            upload: Upload = await receive_upload(request, job.input, settings.max_video_bytes, settings.upload_timeout_s)
+            upload: Upload = await receive_upload(request, job.input, settings.max_video_bytes,
+                                                  settings.upload_timeout_s)
             params = with_fields(params, upload.fields)
             variant = server.restorers.variant_for(params.model, params.blend, params.only_center_face)
             if upload.suffix:
@@ -282,7 +285,8 @@ def _video_routes(v1: APIRouter) -> None:
         job = server_of(request).jobs.get(job_id)
         if job.state is not JobState.DONE:
             reason = f": {job.error}" if job.error else ""
-            raise ApiError(409, "not_ready", f"job {job.id} is {job.state.value}{reason}; its result comes when it is done")
+            raise ApiError(409, "not_ready",
+                           f"job {job.id} is {job.state.value}{reason}; its result comes when it is done")
         if not job.output.is_file():
             raise ApiError(404, "unknown_job", f"the result of job {job.id} has been removed")
         suffix = job.output.suffix.lstrip(".")

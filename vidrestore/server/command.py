@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch-size", type=int, help="faces per restorer call (default: per device)")
     m.add_argument("--det-size", type=int, help="long side of the detector's input in pixels")
     m.add_argument("--blend", type=float, help="default fidelity blend of requests, 0..1")
-    m.add_argument("--only-center-face", action="store_true", default=None, help="by default restore only the centre face")
+    m.add_argument("--only-center-face", action="store_true", default=None,
+                   help="by default restore only the centre face")
     p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")

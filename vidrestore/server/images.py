@@ -32,7 +32,8 @@ FORMATS = {
 API_FORMATS = {api: pil for pil, (api, _) in FORMATS.items()}
 FORMAT_ALIASES = {"MPO": "JPEG"}  # camera JPEGs with extra pictures open as MPO
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-SAVE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": 3}}
+SAVE_OPTIONS: dict[str, dict[str, object]] = {
+    "JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": 3}}
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def decode_image(path: Path, max_pixels: int) -> DecodedImage:
             rgb = rgb_array(upright)
         except Exception as exc:  # noqa: BLE001 - any failure to decode client bytes is bad input, not a server error
             log.debug("cannot decode an uploaded %s image", fmt, exc_info=True)
-            raise ApiError(400, "bad_image", f"cannot decode the {fmt} image: truncated or corrupt ({_reason(exc)})") from None
+            raise ApiError(400, "bad_image",
+                           f"cannot decode the {fmt} image: truncated or corrupt ({_reason(exc)})") from None
     return DecodedImage(np.ascontiguousarray(rgb), alpha, fmt)
 
 

@@ -132,7 +132,7 @@ class JobStore:
     def _waiting(self) -> int:
         return self._reserved + sum(job.state is JobState.QUEUED for job in self._jobs.values())
 
-    def reserve(self, input_suffix: str = "") -> Job:
+    def reserve(self) -> Job:
         """A new job folder and a queue slot for an upload; 429 when the queue is full."""
         with self._lock:
             if self._waiting() >= self.max_queued:
@@ -142,7 +142,7 @@ class JobStore:
         job_id = new_name()
         folder = self.root / job_id
         folder.mkdir()
-        return Job(job_id, folder, folder / f"input{input_suffix}", folder / "result.mp4")
+        return Job(job_id, folder, folder / "input", folder / "result.mp4")
 
     def release(self, job: Job) -> None:
         """Give back the slot of an upload that did not become a job, and remove its folder."""

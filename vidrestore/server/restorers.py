@@ -56,7 +56,8 @@ class SharedRestorer:
         if model.lower() == NO_MODEL:
             model = NO_MODEL
         elif model != self.name:
-            raise ApiError(400, "unknown_model", f"model {model!r} is not loaded here (available: {', '.join(self.models)})")
+            raise ApiError(400, "unknown_model",
+                           f"model {model!r} is not loaded here (available: {', '.join(self.models)})")
         return Variant(model,
                        self.default.blend if blend is None else float(blend),
                        self.default.only_center_face if only_center_face is None else bool(only_center_face))

@@ -117,4 +117,5 @@ class ServerState:
                 return await asyncio.wrap_future(future)
         except TimeoutError:
             future.cancel()  # withdrawn if the worker has not taken it yet
-            raise ApiError(504, "timeout", f"the image was not restored within {timeout:g} s; the server is busy") from None
+            raise ApiError(504, "timeout",
+                           f"the image was not restored within {timeout:g} s; the server is busy") from None

@@ -215,7 +215,8 @@ class _FormSink:
         elif self._value is not None:
             self._value += data[start:end]
             if len(self._value) > MAX_FIELD_BYTES:
-                raise ApiError(400, "bad_multipart", f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes")
+                raise ApiError(400, "bad_multipart",
+                               f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes")
 
     def _part_end(self) -> None:
         if self._file is not None:
