@@ -12,7 +12,9 @@ import pytest
 
 from pipeline_support import cut_clip, make_tiny_restorer, rgb_frames, test_options
 from server_support import assert_error, live_server, state_of, wait_for
+from vidrestore.errors import MediaError
 from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.server.jobs import Job, client_message
 
 CLIP = "retalking_face_1.mp4"  # 700x700, about 22 fps, AAC audio
 FRAMES = 10
@@ -156,3 +158,10 @@ def test_queue_bound_and_retention(restorer: Restorer, clips: dict[str, Path]) -
     # the server stopped: its worker threads ended and its temporary work folder is gone
     assert not [t.name for t in set(threading.enumerate()) - threads_before if t.name.startswith("vidrestore-server")]
     assert not state.work_dir.exists()
+
+
+def test_failed_job_messages_do_not_show_server_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs" / "0123456789abcdef0123456789abcdef"
+    job = Job("0123456789abcdef0123456789abcdef", folder, folder / "input.mp4", folder / "result.mp4")
+    error = MediaError(f"cannot open {folder / 'input.mp4'}: invalid data; see {folder}")
+    assert client_message(error, job) == "cannot open input.mp4: invalid data; see the job folder"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import os
 import queue
 import re
 import shutil
@@ -217,6 +218,11 @@ class JobStore:
                 job.cancel.set()
 
 
+def client_message(exc: Exception, job: Job) -> str:
+    """An error's message with the server's folders taken out (the client sees its file names only)."""
+    return str(exc).replace(str(job.folder) + os.sep, "").replace(str(job.folder), "the job folder")
+
+
 class VideoWorker:
     """The one thread that runs video jobs, in order, each under the device lock."""
 
@@ -257,7 +263,7 @@ class VideoWorker:
             except JobCancelled:
                 self.store.finish(job, JobState.CANCELLED)
             except VidrestoreError as exc:
-                self.store.finish(job, JobState.FAILED, str(exc))
+                self.store.finish(job, JobState.FAILED, client_message(exc, job))
             except Exception:  # noqa: BLE001 - a failed job is reported, the worker lives on
                 log.exception("job %s failed", job.id)
                 self.store.finish(job, JobState.FAILED, "internal error while restoring (logged on the server)")
