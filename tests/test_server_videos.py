@@ -150,8 +150,10 @@ def test_queue_bound_and_retention(restorer: Restorer, clips: dict[str, Path]) -
             full = submit(client, clips["short"])
             assert_error(full, 429, "queue_full")
             assert "retry-after" in full.headers
-        job_id = first.json()["id"]
-        assert wait_until_done(client, job_id)["state"] == "done"
+            job_id = first.json()["id"]
+            job = state.jobs.get(job_id)
+        wait_for(lambda: job.finished is not None, "the job to run")
+        assert job.state.value == "done", job.error
         # ended jobs are removed with their files once the retention time has passed
         wait_for(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 404, "the finished job to expire")
         assert not (state.jobs.root / job_id).exists()
