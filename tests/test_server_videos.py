@@ -12,6 +12,7 @@ import pytest
 
 from pipeline_support import cut_clip, make_tiny_restorer, rgb_frames, test_options
 from server_support import assert_error, live_server, state_of, wait_for
+import vidrestore.pipeline.job as pipeline_job
 from vidrestore.errors import MediaError
 from vidrestore.pipeline.restorer_api import Restorer
 from vidrestore.server.jobs import Job, client_message
@@ -60,8 +61,14 @@ def wait_until_done(client: httpx.Client, job_id: str) -> dict:
     return states[-1]
 
 
-def test_video_job_runs_and_downloads_with_range(api, clips: dict[str, Path], tmp_path: Path) -> None:
+def test_video_job_runs_and_downloads_with_range(api, clips: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     server, client = api
+
+    def no_second_copy(*args, **kwargs):
+        raise AssertionError("a video job loaded its own model or detector")
+
+    monkeypatch.setattr(pipeline_job, "load_crop_restorer", no_second_copy)  # jobs use the server's loaded ones
+    monkeypatch.setattr(pipeline_job, "load_detector", no_second_copy)
     response = submit(client, clips["short"])
     assert response.status_code == 202, response.text
     job = response.json()

@@ -124,13 +124,24 @@ class _Outputs:
 ProgressFn = Callable[[int, "int | None"], None]
 
 
+def _models(options: RestoreOptions, restorer: Restorer | None) -> tuple:
+    """(restoration core or None, detector or None): the loaded restorer's, or loaded for the options."""
+    if restorer is not None:
+        return restorer.engine, restorer.detector if options.tracks else None
+    device = resolve_device(options.device)
+    engine = load_crop_restorer(options, device)
+    return engine, load_detector(options, device) if options.tracks else None
+
+
 def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
                   *, compare: str | os.PathLike | None = None, progress: bool = True,
-                  on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> JobReport:
+                  on_progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                  restorer: Restorer | None = None) -> JobReport:
     """Restore the faces of a video into `output` (timing, audio and untouched pixels kept).
 
     `on_progress(frames_done, frames_expected_or_None)` is called after each encoded frame; setting
-    `cancel` stops the job (JobCancelled) and leaves no output behind.
+    `cancel` stops the job (JobCancelled) and leaves no output behind. A loaded `restorer` lends its
+    model and detector (a server loads them once for all jobs); otherwise the options' are loaded.
     """
     options = options or RestoreOptions()
     input, output = Path(check_input(input)), Path(output)
@@ -139,12 +150,11 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         check_output(compare, input)
         if Path(compare).resolve() == output.resolve():
             raise VidrestoreError(f"--compare must name another file than the output: {compare}")
-    device = resolve_device(options.device)
-    engine = load_crop_restorer(options, device)
+    engine, detector = _models(options, restorer)
     tracker = None
-    if options.tracks:  # with --model none too: faces are found and counted, no pixel changes
+    if detector is not None:  # with --model none too: faces are found and counted, no pixel changes
         config = TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag)
-        tracker = FaceTracker(load_detector(options, device), config)
+        tracker = FaceTracker(detector, config)
     started = time.perf_counter()
     counters = JobCounters()
     with VideoSource(input, passthrough=True, queue_size=options.queue_size) as source:

@@ -265,6 +265,7 @@ def _video_routes(v1: APIRouter) -> None:
             family, _ = await server.in_thread(check_video, job.input, settings.max_pixels, settings.max_video_seconds)
             job.output = job.folder / f"result.{params.format or result_suffix(family)}"
             job.options = server.restorers.video_options(variant)
+            job.restorer = server.restorers.restorer(variant)
         except BaseException:
             server.jobs.release(job)
             raise

@@ -25,6 +25,7 @@ from typing import Callable
 
 from vidrestore.errors import JobCancelled, VidrestoreError
 from vidrestore.pipeline.job import JobReport, restore_video
+from vidrestore.pipeline.restorer_api import Restorer
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.server.errors import ApiError
 
@@ -72,6 +73,7 @@ class Job:
     input: Path
     output: Path
     options: RestoreOptions | None = None
+    restorer: Restorer | None = None  # the server's loaded model and detector, shared by all jobs
     state: JobState = JobState.QUEUED
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -259,7 +261,7 @@ class VideoWorker:
             log.info("job %s running", job.id)
             try:
                 report = restore_video(job.input, job.output, job.options, progress=False,
-                                       on_progress=job.on_progress, cancel=job.cancel)
+                                       on_progress=job.on_progress, cancel=job.cancel, restorer=job.restorer)
             except JobCancelled:
                 self.store.finish(job, JobState.CANCELLED)
             except VidrestoreError as exc:
