@@ -97,8 +97,10 @@ def _convert_region(region: np.ndarray, native: Any) -> Any:
     """An RGB region converted to the picture's format with its own matrix and range."""
     fmt = "rgb48le" if region.dtype == np.uint16 else "rgb24"
     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(region), format=fmt)
+    # one swscale thread: regions are small, and threaded high-bit-depth conversion was seen to leave
+    # whole rows unconverted now and then (PyAV 18 / FFmpeg's sws_scale_frame)
     return rgb.reformat(format=native.format.name, dst_colorspace=SWS_MATRIX.get(native.colorspace),
-                        dst_color_range=native.color_range or None)
+                        dst_color_range=native.color_range or None, threads=1)
 
 
 def _paste_region(picture: Any, region: Any, x0: int, y0: int, steps: tuple[int, int]) -> None:
