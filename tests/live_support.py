@@ -17,14 +17,15 @@ Read with `av.open(url, options={"rtsp_transport": "udp"}, timeout=10)`; a viewe
 publisher has announced the stream, so retry the open (see `open_when_published`).
 
 Virtual display (Xvfb): the fixture `xvfb_display` yields a display name such as ":3" (skips when Xvfb
-is missing); set it with `monkeypatch.setenv("DISPLAY", xvfb_display)`. `grab_screen`, `press_key` and
-`close_window` look at and drive that display (through libX11/libXtst, no xdotool needed).
+is missing); set it with `monkeypatch.setenv("DISPLAY", xvfb_display)`. `grab_screen`, `window_geometry`,
+`press_key` and `close_window` look at and drive that display (through libX11/libXtst, no xdotool needed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import ctypes.util
 import os
 import select
@@ -240,6 +241,8 @@ def x_connection(display: str) -> Iterator[tuple[Any, ctypes.c_void_p]]:
     x11.XFetchName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(ctypes.c_char_p)]
     x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
                                ctypes.POINTER(XEvent)]
+    x11.XGetGeometry.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong)] + \
+        [ctypes.POINTER(ctypes.c_int)] * 2 + [ctypes.POINTER(ctypes.c_uint)] * 4
     x11.XFlush.argtypes = x11.XCloseDisplay.argtypes = x11.XFree.argtypes = [ctypes.c_void_p]
     connection = x11.XOpenDisplay(display.encode())
     if not connection:
@@ -271,6 +274,19 @@ def find_window(x11: Any, connection: Any, title: str) -> int | None:
 
 
 KEYSYMS = {"Escape": 0xFF1B}
+
+
+def window_geometry(display: str, title: str) -> tuple[int, int, int, int] | None:
+    """x, y, width and height on the screen of the window named `title`; None when there is none."""
+    with x_connection(display) as (x11, connection):
+        window = find_window(x11, connection, title)
+        if window is None:
+            return None
+        root, x, y = ctypes.c_ulong(), ctypes.c_int(), ctypes.c_int()
+        width, height, border, depth = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+        x11.XGetGeometry(connection, window, ctypes.byref(root), ctypes.byref(x), ctypes.byref(y),
+                         ctypes.byref(width), ctypes.byref(height), ctypes.byref(border), ctypes.byref(depth))
+        return x.value, y.value, width.value, height.value
 
 
 def press_key(display: str, key: str, at: tuple[int, int]) -> None:
@@ -328,15 +344,28 @@ def numbered_frame(index: int, width: int = 320, height: int = 240) -> np.ndarra
 
 
 def live_output(image: np.ndarray, index: int, pts: int | None = None, connection: int = 1,
-                time_base: Fraction = Fraction(1, 90000)) -> LiveOutput:
+                time_base: Fraction = Fraction(1, 90000), arrival: float | None = None) -> LiveOutput:
     """A LiveOutput as the live runner hands it to the sinks."""
-    return LiveOutput(image=image, pts=pts, time_base=time_base, arrival=time.monotonic(), sequence=index,
+    return LiveOutput(image=image, pts=pts, time_base=time_base,
+                      arrival=time.monotonic() if arrival is None else arrival, sequence=index,
                       connection=connection, faces=0, restored=True)
 
 
-def closest_frame(picture: np.ndarray, frames: dict[int, np.ndarray]) -> tuple[int, float]:
-    """The index of the sent frame `picture` looks most like, and the mean absolute difference."""
-    scores = {index: float(np.abs(picture.astype(np.int16) - frame.astype(np.int16)).mean())
-              for index, frame in frames.items() if frame.shape == picture.shape}
-    best = min(scores, key=scores.get)
-    return best, scores[best]
+IDENTIFY_SIZE = (40, 30)  # numbered frames are told apart at this size
+IDENTIFY_LIMIT = 1500  # frame numbers searched (the moving block and the blue level repeat after 1792)
+
+
+@functools.lru_cache(maxsize=1)
+def _small_numbered_frames() -> np.ndarray:
+    return np.stack([cv2.resize(numbered_frame(i), IDENTIFY_SIZE, interpolation=cv2.INTER_AREA)
+                     for i in range(IDENTIFY_LIMIT)]).astype(np.int16)
+
+
+def identify(picture: np.ndarray, tolerance: float = 8.0) -> int:
+    """Which `numbered_frame` (320x240) the picture shows; fails when it looks like none of them."""
+    small = cv2.resize(picture, IDENTIFY_SIZE, interpolation=cv2.INTER_AREA).astype(np.int16)
+    differences = np.abs(_small_numbered_frames() - small).mean(axis=(1, 2, 3))
+    best = int(np.argmin(differences))
+    assert differences[best] < tolerance, \
+        f"the picture shows none of the frames sent (closest: {best}, {differences[best]:.1f} apart)"
+    return best

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from vidrestore.errors import MediaError
 from vidrestore.live.handoff import CLOSED, QueuedSink
@@ -21,8 +23,9 @@ log = logging.getLogger(__name__)
 
 FINE_TIME_BASE = Fraction(1, 90000)  # for sources without timestamps: steps measured by arrival time
 MAX_JUMP_SECONDS = 10  # a larger forward jump of the source's timestamps is a discontinuity, not a gap
-DEFAULT_RATE = Fraction(25)  # frame step assumed before two frames were seen (without a rate hint)
-QUEUE_FRAMES = 32  # frames waiting for the encoder before the oldest are dropped
+DEFAULT_RATE = Fraction(25)
+STEP_WINDOW = 15  # frame intervals whose median is the frame step  # frame step assumed before two frames were seen (without a rate hint)
+QUEUE_FRAMES = 16  # frames waiting for the encoder before the oldest are dropped (a 1080p frame: 6 MB)
 DROPS_LOGGED = {1, 10, 100, 1000, 10000}  # drop counts that get a warning
 LIVE_SETTINGS = EncoderSettings(codec="libx264", preset="ultrafast", quality=23,
                                 options={"tune": "zerolatency"})
@@ -87,7 +90,8 @@ class Timeline:
 
     def __init__(self, time_base: Fraction, rate_hint: Fraction | None) -> None:
         self.time_base = time_base
-        self.step = max(1, round(1 / ((rate_hint or DEFAULT_RATE) * time_base)))
+        self.nominal_step = max(1, round(1 / ((rate_hint or DEFAULT_RATE) * time_base)))
+        self.intervals: deque[int] = deque(maxlen=STEP_WINDOW)  # recent frame intervals in one run
         self.max_jump = round(MAX_JUMP_SECONDS / time_base)
         self.last: int | None = None
         self.last_arrival = 0.0
@@ -100,7 +104,7 @@ class Timeline:
         source = self._source_ticks(output)
         ticks = self._follow(source) if output.connection == self.connection else None
         if ticks is not None:
-            self.step = ticks - self.last
+            self.intervals.append(ticks - self.last)
         elif self.last is None:
             ticks = 0
         elif source is None:
@@ -110,6 +114,11 @@ class Timeline:
         self.offset = None if source is None else ticks - source
         self.last, self.last_arrival, self.connection = ticks, output.arrival, output.connection
         return ticks
+
+    @property
+    def step(self) -> int:
+        """One frame's duration: the median of the recent intervals, else the rate hint's."""
+        return int(np.median(self.intervals)) if self.intervals else self.nominal_step
 
     def _follow(self, source: int | None) -> int | None:
         """The time the source's timestamp gives within the current run; None where it cannot be followed."""
@@ -148,14 +157,16 @@ class RecordingSink(QueuedSink):
 
     A change of frame size starts a new file: the next segment, or without segments `name_00001.mp4`,
     `name_00002.mp4`, ... beside `path`. When the encoder falls behind, queued frames are dropped
-    (oldest first) and counted in `dropped`; `write` never waits for the encoder.
+    (oldest first: at most `queue_frames` wait) and counted in `dropped`; `write` never waits for
+    the encoder.
     """
 
     name = "record"
     thread_name = "vidrestore-live-record"
 
     def __init__(self, path: Path, *, segment_seconds: float | None = None,
-                 settings: EncoderSettings | None = None, rate_hint: Fraction | None = None) -> None:
+                 settings: EncoderSettings | None = None, rate_hint: Fraction | None = None,
+                 queue_frames: int = QUEUE_FRAMES) -> None:
         if segment_seconds is not None and segment_seconds <= 0:
             raise MediaError(f"segment length must be positive, not {segment_seconds}")
         self.path = check_output(path)
@@ -167,7 +178,7 @@ class RecordingSink(QueuedSink):
         self._timeline: Timeline | None = None
         self._video: LiveFileSink | None = None
         self._check_encoder()
-        self._start_worker(QUEUE_FRAMES)
+        self._start_worker(queue_frames)
 
     # --- the caller's side -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import IO, Callable
+from typing import IO, TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -24,7 +24,9 @@ import numpy as np
 from vidrestore.errors import VidrestoreError
 from vidrestore.live.handoff import CLOSED, NewestQueue
 from vidrestore.live.overlay import draw_stats, no_signal_picture
-from vidrestore.live.types import LiveOutput, LiveStats
+
+if TYPE_CHECKING:  # the child process needs neither these nor PyAV, which they would load
+    from vidrestore.live.types import LiveOutput, LiveStats
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ FRAME, CLOSE = b"F", b"C"
 READY, QUIT = "ready", "quit"  # what the child says on its stdout
 QUIT_KEYS = {ord("q"), ord("Q"), 27}  # q or Esc
 WAIT_KEY_MS = 20  # HighGUI handles window events only inside waitKey
+SETTLE_ROUNDS = 5  # event rounds for a new window to be mapped and painted before frames come
 START_TIMEOUT_S = 20.0  # for the child to open its window
 STOP_TIMEOUT_S = 5.0  # for the child to close it
 WAITING_SIZE = (640, 360)
@@ -191,22 +194,32 @@ def run_window(title: str) -> None:
     """Child's main thread: open the window, show the newest picture, report 'q'/Esc/closing as quit."""
     pictures = NewestQueue(1)
     reader = threading.Thread(target=read_pictures, args=(sys.stdin.buffer, pictures), daemon=True)
-    cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+    open_window(title)
     print(READY, flush=True)
     reader.start()
-    shown = False
+    shown_shape = WAITING_SIZE[::-1] + (3,)
     while (picture := pictures.get(timeout=0)) is not CLOSED:
         if picture is not None:
-            if not shown:
+            if picture.shape != shown_shape:  # the window takes each new frame size (the user may resize it)
                 cv2.resizeWindow(title, picture.shape[1], picture.shape[0])
+                shown_shape = picture.shape
             cv2.imshow(title, picture)
-            shown = True
         key = cv2.waitKey(WAIT_KEY_MS)
-        if (shown and window_closed(title)) or (key != -1 and key & 0xFF in QUIT_KEYS):
+        if window_closed(title) or (key != -1 and key & 0xFF in QUIT_KEYS):
             print(QUIT, flush=True)
             break
     cv2.destroyAllWindows()
     cv2.waitKey(1)
+
+
+def open_window(title: str) -> None:
+    """Open the window showing the waiting card, and let it settle on the screen before any frame."""
+    card = no_signal_picture(*WAITING_SIZE, "waiting for the first frame", None)
+    cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+    cv2.resizeWindow(title, *WAITING_SIZE)
+    cv2.imshow(title, card)
+    for _ in range(SETTLE_ROUNDS):
+        cv2.waitKey(WAIT_KEY_MS)
 
 
 def window_closed(title: str) -> bool:
