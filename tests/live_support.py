@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import ctypes.util
 import os
 import select
@@ -330,17 +329,32 @@ def close_window(display: str, title: str) -> bool:
 # --- frames --------------------------------------------------------------------------------------
 
 
+BARCODE_BITS = 10  # numbered frames carry their number (below 1024) as a strip of black and white cells
+
+
 def numbered_frame(index: int, width: int = 320, height: int = 240) -> np.ndarray:
-    """An RGB frame that tells its index apart from its neighbours: a white block moving along a gray
-    ramp whose level also changes with the index, and the number drawn in."""
+    """An RGB frame that carries its number: a white block moving along a gray ramp whose blue level
+    changes with the index, the number drawn in, and the number in binary as a strip of cells along the
+    bottom (read back by `frame_number`, robust to JPEG and H.264)."""
     image = np.empty((height, width, 3), np.uint8)
     image[...] = np.linspace(40, 200, width, dtype=np.uint8)[None, :, None]
     image[..., 2] = (index * 37) % 256
     block = width // 8
     x = (index * block) % (width - block)
-    image[height // 2:, x:x + block] = 255
+    image[height // 2: height * 5 // 6, x:x + block] = 255
     cv2.putText(image, str(index), (8, height // 2 - 10), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (0, 0, 0), 4)
+    cell = width // BARCODE_BITS
+    for bit in range(BARCODE_BITS):
+        image[height * 5 // 6:, bit * cell:(bit + 1) * cell] = 255 if index >> bit & 1 else 0
     return image
+
+
+def frame_number(picture: np.ndarray) -> int:
+    """The number a `numbered_frame` carries in its bottom strip (read at the middle of each cell)."""
+    height, width = picture.shape[:2]
+    cell = width / BARCODE_BITS
+    row = picture[height * 11 // 12].astype(np.float64).mean(axis=1)
+    return sum(1 << bit for bit in range(BARCODE_BITS) if row[int((bit + 0.5) * cell)] > 128)
 
 
 def live_output(image: np.ndarray, index: int, pts: int | None = None, connection: int = 1,
@@ -351,21 +365,11 @@ def live_output(image: np.ndarray, index: int, pts: int | None = None, connectio
                       connection=connection, faces=0, restored=True)
 
 
-IDENTIFY_SIZE = (40, 30)  # numbered frames are told apart at this size
-IDENTIFY_LIMIT = 1500  # frame numbers searched (the moving block and the blue level repeat after 1792)
-
-
-@functools.lru_cache(maxsize=1)
-def _small_numbered_frames() -> np.ndarray:
-    return np.stack([cv2.resize(numbered_frame(i), IDENTIFY_SIZE, interpolation=cv2.INTER_AREA)
-                     for i in range(IDENTIFY_LIMIT)]).astype(np.int16)
-
-
-def identify(picture: np.ndarray, tolerance: float = 8.0) -> int:
-    """Which `numbered_frame` (320x240) the picture shows; fails when it looks like none of them."""
-    small = cv2.resize(picture, IDENTIFY_SIZE, interpolation=cv2.INTER_AREA).astype(np.int16)
-    differences = np.abs(_small_numbered_frames() - small).mean(axis=(1, 2, 3))
-    best = int(np.argmin(differences))
-    assert differences[best] < tolerance, \
-        f"the picture shows none of the frames sent (closest: {best}, {differences[best]:.1f} apart)"
-    return best
+def identify(picture: np.ndarray, rows: slice = slice(None), tolerance: float = 8.0) -> int:
+    """Which `numbered_frame` the picture shows: its number, once the picture (or the `rows` compared,
+    e.g. those below a statistics box) is seen to look like that frame."""
+    number = frame_number(picture)
+    expected = numbered_frame(number, picture.shape[1], picture.shape[0])
+    difference = float(np.abs(picture[rows].astype(np.int16) - expected[rows].astype(np.int16)).mean())
+    assert difference < tolerance, f"the picture is not numbered frame {number} ({difference:.1f} apart)"
+    return number

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 FINE_TIME_BASE = Fraction(1, 90000)  # for sources without timestamps: steps measured by arrival time
 MAX_JUMP_SECONDS = 10  # a larger forward jump of the source's timestamps is a discontinuity, not a gap
-DEFAULT_RATE = Fraction(25)
-STEP_WINDOW = 15  # frame intervals whose median is the frame step  # frame step assumed before two frames were seen (without a rate hint)
+DEFAULT_RATE = Fraction(25)  # frame step assumed before two frames were seen (without a rate hint)
+STEP_WINDOW = 15  # frame intervals whose median is the frame step
 QUEUE_FRAMES = 16  # frames waiting for the encoder before the oldest are dropped (a 1080p frame: 6 MB)
 DROPS_LOGGED = {1, 10, 100, 1000, 10000}  # drop counts that get a warning
 LIVE_SETTINGS = EncoderSettings(codec="libx264", preset="ultrafast", quality=23,
@@ -185,7 +185,7 @@ class RecordingSink(QueuedSink):
     def write(self, output: LiveOutput) -> None:
         """Queue a frame for the encoder (the oldest queued one is dropped when it is behind)."""
         if not self._enqueue(output) and self.dropped in DROPS_LOGGED:
-            log.warning("recording %s is behind: %d frames dropped so far", self.path, self._queue.dropped)
+            log.warning("recording %s is behind: %d frames dropped so far", self.path, self.dropped)
 
     def idle(self, message: str) -> None:
         """The source is down: nothing is recorded; in segment mode the open segment is finalised."""

@@ -84,6 +84,7 @@ class RestreamSink(QueuedSink):
         self.sent = 0  # frames sent
         self.connections = 0  # connections opened
         self._size: tuple[int, int] | None = None  # the stream's width and height, fixed by the first frame
+        self._sized_by_frame = False
         self._last_image: np.ndarray | None = None
         self._out: Any = None
         self._stream: Any = None
@@ -118,7 +119,7 @@ class RestreamSink(QueuedSink):
         """Thread body: send every queued picture; reconnect with backoff after a failure."""
         while (item := self._queue.get()) is not CLOSED:
             picture, arrival = self._picture(item)
-            self._size = self._size or even_size(picture)
+            self._fix_size(picture, isinstance(item, Idle))
             if self._out is None and time.monotonic() < self._retry_at:
                 continue  # waiting to reconnect: this frame is dropped
             try:
@@ -140,6 +141,18 @@ class RestreamSink(QueuedSink):
             return no_signal_picture(width, height, item.message, self._last_image), item.arrival
         self._last_image = item.image
         return item.image, item.arrival
+
+    def _fix_size(self, picture: np.ndarray, idle: bool) -> None:
+        """The stream's size: the first frame's (a stream begun on the 'no signal' card restarts at it)."""
+        if self._sized_by_frame:
+            return
+        size = even_size(picture)
+        if not idle:
+            self._sized_by_frame = True
+            if self._size not in (None, size):
+                self._disconnect()
+        if self._size is None or not idle:
+            self._size = size
 
     def _connect(self) -> None:
         """Open the output and its encoder; the header (the RTSP/RTMP handshake) goes out with the first frame."""

@@ -5,6 +5,10 @@ process: a second window opened later from another thread would hang. So the win
 child process (`python -m vidrestore.live.window TITLE`) whose main thread does every cv2.imshow and
 cv2.waitKey; the sink sends it the pictures through a pipe and hears back when the user quits. A
 display that cannot be opened then fails the child, not the live run.
+
+Known upstream problem: opencv-python's Qt build now and then leaves a new window mapped but never
+painted (opencv/opencv-python#362; seen on Xvfb for a few windows in a hundred). Closing and opening
+the window again is the remedy.
 """
 
 from __future__ import annotations
