@@ -14,7 +14,9 @@ RTSP server (Debian's rtsp-server-perl; RTP over UDP only, so publish and read w
     with RtspServer() as server: ...                     # the same without pytest (start on enter, stop on exit)
 
 Read with `av.open(url, options={"rtsp_transport": "udp"}, timeout=10)`; a viewer gets 404 until a
-publisher has announced the stream, so retry the open (see `open_when_published`).
+publisher has announced the stream, so retry the open (see `open_when_published`). Server quirks: a
+publisher that drops before its RECORD leaves the path taken (403 to the next ANNOUNCE) until the server
+restarts; the server log is at `server.log_path` while it runs.
 
 Virtual display (Xvfb): the fixture `xvfb_display` yields a display name such as ":3" (skips when Xvfb
 is missing); set it with `monkeypatch.setenv("DISPLAY", xvfb_display)`. `grab_screen`, `window_geometry`,
@@ -45,6 +47,17 @@ import pytest
 from vidrestore.live.types import LiveOutput
 
 RTSP_SERVER = "rtsp-server-perl"
+# /usr/bin/rtsp-server-perl, except that the RTP ports also stay ours after the server's housekeeping,
+# which otherwise resets them to 20000 whenever no stream is mounted (two servers would then collide).
+RTSP_SERVER_SCRIPT = """
+use strict; use warnings; use AnyEvent; use RTSP::Server;
+$RTSP::Server::RTP_START_PORT = shift @ARGV;
+my $server = RTSP::Server->new_with_options();
+$server->listen;
+my $done = AnyEvent->condvar;
+$SIG{INT} = $SIG{TERM} = sub { $done->send };
+$done->recv;
+"""
 START_TIMEOUT_S = 15.0
 
 
@@ -83,11 +96,11 @@ def wait_until_listening(port: int, process: subprocess.Popen, what: str) -> Non
 
 
 class RtspServer:
-    """rtsp-server-perl on 127.0.0.1, with ports chosen once so that a restart keeps the URLs valid."""
+    """rtsp-server-perl's server on 127.0.0.1 (run from RTSP_SERVER_SCRIPT), with its TCP and RTP ports
+    chosen once, so that a restart keeps the URLs valid and concurrent servers do not collide."""
 
     def __init__(self) -> None:
-        self.executable = shutil.which(RTSP_SERVER)
-        if self.executable is None:
+        if shutil.which(RTSP_SERVER) is None:
             raise RuntimeError(f"{RTSP_SERVER} is not installed (Debian package rtsp-server-perl)")
         self.client_port = free_port()
         self.source_port = free_port()
@@ -113,7 +126,8 @@ class RtspServer:
             return self
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [self.executable, "--clientport", str(self.client_port), "--serverport", str(self.source_port),
+                ["perl", "-e", RTSP_SERVER_SCRIPT, "--", str(self.rtp_start_port),
+                 "--clientport", str(self.client_port), "--serverport", str(self.source_port),
                  "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
                  "--rtp_start_port", str(self.rtp_start_port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
