@@ -71,6 +71,7 @@ class WindowSink:
         self._queue = NewestQueue(1)
         self._answered = threading.Event()  # the child said it is ready, or ended
         self._opened = False  # the child said it is ready
+        self._closing = False
         self._stderr = tempfile.TemporaryFile()
         self._child = subprocess.Popen([sys.executable, "-m", "vidrestore.live.window", title],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
@@ -92,6 +93,7 @@ class WindowSink:
 
     def close(self) -> None:
         """Close the window, end the child and join the threads."""
+        self._closing = True
         self._queue.close()
         self._sender.join(STOP_TIMEOUT_S)
         if self._sender.is_alive():  # stuck writing to a hung child: its pipe breaks when it is killed
@@ -134,6 +136,9 @@ class WindowSink:
                 if self.on_quit is not None:
                     self.on_quit()
         self._answered.set()  # the child ended: nobody waits for it any longer
+        if self._opened and not self.quit.is_set() and not self._closing:
+            log.warning("the live window closed by itself (its process ended with status %s: %s)",
+                        self._child.wait(), self._child_error() or "no message")
 
     def _send_loop(self) -> None:
         """Thread body: turn the newest frame (or idle message) into a picture and send it to the child."""
