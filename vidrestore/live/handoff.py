@@ -57,6 +57,7 @@ class NewestQueue:
             self._cond.notify_all()
 
     def __len__(self) -> int:
+        """Items waiting."""
         with self._cond:
             return len(self._items)
 

@@ -181,6 +181,7 @@ class PreviewServer:
         return _Watching(self)
 
     def _add_demand(self, count: int) -> None:
+        """One more (or one fewer) client waiting for fresh JPEGs; wakes the encoder."""
         with self._cond:
             self._demand += count
             self._cond.notify_all()
@@ -232,6 +233,7 @@ class PreviewHTTPServer(ThreadingHTTPServer):
         thread.start()
 
     def _serve_client(self, request: Any, client_address: Any) -> None:
+        """Thread body: handle one connection, then forget it."""
         try:
             self.process_request_thread(request, client_address)
         finally:
@@ -268,6 +270,7 @@ class PreviewHandler(BaseHTTPRequestHandler):
     server_version = "vidrestore-preview"
 
     def do_GET(self) -> None:
+        """Route a GET; a client that goes away mid-response is only logged (debug)."""
         preview = self.server.preview
         path = self.path.split("?", 1)[0]
         try:
@@ -314,4 +317,5 @@ class PreviewHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
+        """Requests go to the debug log, not stderr."""
         log.debug("preview %s: " + format, self.client_address[0], *args)

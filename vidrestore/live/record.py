@@ -201,6 +201,7 @@ class RecordingSink(QueuedSink):
                  self.dropped)
 
     def _describe(self, exc: BaseException) -> BaseException:
+        """The encoder thread's error as a MediaError naming the recording."""
         return exc if isinstance(exc, MediaError) else MediaError(f"recording {self.path} failed: {exc}")
 
     def _check_encoder(self) -> None:

@@ -111,6 +111,7 @@ class RestreamSink(QueuedSink):
                  self.dropped, self.connections)
 
     def _describe(self, exc: BaseException) -> BaseException:
+        """The sending thread's error as one line naming the URL."""
         return VidrestoreError(f"cannot re-stream to {self.url}: {_reason(exc)}")
 
     # --- the sending thread ----------------------------------------------------------------------
