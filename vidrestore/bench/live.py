@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidrestore.bench.model import build_bench_model, machine_description
+from vidrestore.bench.model import bench_checkpoints, machine_description
 from vidrestore.bench.stamp import read_number, stamp_number
 from vidrestore.bench.video import SIZES, machine
 from vidrestore.device import resolve_device
@@ -118,11 +118,7 @@ def run_cli(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-live-") as tmp:
         work = Path(tmp)
-        models = {}
-        for size in ["small"] + (["full"] if args.full else []):
-            path = work / f"{size}.pth"
-            torch.save({"params_ema": build_bench_model(size, None).state_dict()}, path)
-            models[f"{size} (random weights)" if size == "small" else "full v1.4 (random weights)"] = path
+        models = bench_checkpoints(work, args.full)
         for size_name in [s.strip() for s in args.sizes.split(",") if s.strip()]:
             for faces in [int(f) for f in args.faces.split(",")]:
                 clip = work / f"live_{size_name}_{faces}.mp4"

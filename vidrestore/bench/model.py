@@ -156,6 +156,19 @@ def _parse_precisions(text: str, device: torch.device) -> list[str]:
     return [check_precision(p.strip()) for p in text.split(",") if p.strip()]
 
 
+def save_bench_checkpoint(folder: Path, size: str) -> Path:
+    """A random-weight checkpoint of the `small` or `full` configuration, saved as the official code does."""
+    path = Path(folder) / f"{size}.pth"
+    torch.save({"params_ema": build_bench_model(size, None).state_dict()}, path)
+    return path
+
+
+def bench_checkpoints(folder: Path, full: bool) -> dict[str, Path]:
+    """The restorers the end-to-end benchmarks run, by label: small, and full v1.4 when asked."""
+    labels = {"small": "small (random weights)", "full": "full v1.4 (random weights)"}
+    return {labels[size]: save_bench_checkpoint(folder, size) for size in ["small"] + (["full"] if full else [])}
+
+
 def build_bench_model(size: str, checkpoint: str | None) -> GFPGAN:
     """The released v1.4 configuration with random weights (speed does not depend on the values)."""
     if checkpoint:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidrestore.bench.model import build_bench_model, machine_description
+from vidrestore.bench.model import bench_checkpoints, machine_description
 from vidrestore.bench.video import SIZES, machine
 from vidrestore.device import resolve_device
 from vidrestore.faces.align import estimate_similarity, face_template
@@ -192,11 +192,7 @@ def run_cli(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-") as tmp:
         work = Path(tmp)
-        models = {}
-        for size in ["small"] + (["full v1.4"] if args.full else []):
-            path = work / f"{size.split()[0]}.pth"
-            torch.save({"params_ema": build_bench_model(size.split()[0], None).state_dict()}, path)
-            models[f"{size} (random weights)"] = path
+        models = bench_checkpoints(work, args.full)
         for size_name in [s.strip() for s in args.sizes.split(",") if s.strip()]:
             rows += measure_size(size_name, work, args, models, device)
             log.info("%s done", size_name)

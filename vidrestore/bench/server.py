@@ -24,10 +24,9 @@ from typing import Iterator
 
 import httpx
 import numpy as np
-import torch
 from PIL import Image
 
-from vidrestore.bench.model import build_bench_model
+from vidrestore.bench.model import save_bench_checkpoint
 from vidrestore.bench.video import machine
 
 log = logging.getLogger(__name__)
@@ -174,13 +173,6 @@ def measure(url: str, images: list[bytes], max_batch: int, clients: int, request
     return Point(max_batch, clients, tuple(latencies), wall, per_call)
 
 
-def small_checkpoint(folder: Path) -> Path:
-    """The small random-weight restorer of `vidrestore bench model --size small`, saved as a checkpoint."""
-    path = folder / "small_random.pth"
-    torch.save({"params_ema": build_bench_model("small", None).state_dict()}, path)
-    return path
-
-
 def report(points: list[Point], args: argparse.Namespace, model_text: str, image_count: int) -> str:
     """The Markdown table: every point, with the gain of batching over no batching at the same load."""
     off = {p.clients: p for p in points if p.max_batch == 1}
@@ -204,7 +196,7 @@ def run_cli(args: argparse.Namespace) -> int:
     concurrency = [int(c) for c in args.clients.split(",") if c.strip()]
     best: dict[tuple[int, int], Point] = {}
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-server-") as tmp, contextlib.ExitStack() as stack:
-        model = args.model or str(small_checkpoint(Path(tmp)))
+        model = args.model or str(save_bench_checkpoint(Path(tmp), "small"))
         model_text = args.model or "small random-weight GFP-GAN (64x64 faces, `bench model --size small` config)"
         modes = (args.max_batch, 1)
         urls = {b: stack.enter_context(running_server(args, model, b, Path(tmp) / f"server_{b}.log")) for b in modes}
