@@ -12,6 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from vidrestore import __version__
+from vidrestore.arguments import add_model_arguments, add_run_flags
 from vidrestore.errors import VidrestoreError
 
 log = logging.getLogger("vidrestore")
@@ -218,23 +219,10 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output file; the container or image format follows its extension")
     p.add_argument("--config", help="preset name (default, fast, quality, live) or YAML file; options given here override it")
     m = p.add_argument_group("model and faces")
-    m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint path, "
-                   "or none (runs the whole pipeline without changing a pixel)")
-    m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, a path, "
-                   "or none (with --model none: a pure decode/encode run)")
-    m.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
-    m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
-    m.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 1 on CPU for full-size faces; "
-                   "halved automatically when GPU memory runs out)")
+    add_model_arguments(m)
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
-    m.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between (default 5)")
-    m.add_argument("--det-size", type=int, help="long side of the detector's input in pixels (default 640)")
     m.add_argument("--smoothing-lag", type=int, help="frames of look-ahead for landmark smoothing "
                    "(default 8; 0 = causal, as live mode)")
-    m.add_argument("--blend", "--weight", dest="blend", type=float,
-                   help="fidelity blend of the restored face with the original, 0..1 (1 = fully restored, default)")
-    m.add_argument("--only-center-face", action="store_true", default=None, help="restore only the face nearest the centre")
-    m.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
     e = p.add_argument_group("output video")
     e.add_argument("--codec", help="video encoder: libx264 (default), libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
     e.add_argument("--crf", type=int, help="quality: CRF for x264/x265/vp9/av1 (lower is better; default 18)")
@@ -243,9 +231,7 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--queue-size", type=int, help="items queued between two stages (bounds memory; default 8)")
     e.add_argument("--compare", metavar="OUT2", help="also write a side-by-side before|after video")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    add_run_flags(p)
     p.set_defaults(handler=_cmd_restore)
 
 

@@ -7,6 +7,7 @@ import logging
 import threading
 from pathlib import Path
 
+from vidrestore.arguments import add_model_arguments, add_run_flags
 from vidrestore.errors import VidrestoreError
 from vidrestore.live.runner import POLICIES, LiveOptions, run_live
 from vidrestore.live.source import LiveSource, SourceOptions, classify
@@ -25,16 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "udp://, srt://) or a file, played at its own rate")
     p.add_argument("--config", default="live", help="preset name or YAML file (default: live)")
     m = p.add_argument_group("model and faces")
-    m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth path, or none")
-    m.add_argument("--detector", help="retinaface_mobile0.25 (default), retinaface_resnet50 or a path")
-    m.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
-    m.add_argument("--batch-size", type=int, help="faces per restorer call")
-    m.add_argument("--detect-every", type=int, help="run the detector every K frames (default 5)")
-    m.add_argument("--det-size", type=int, help="long side of the detector's input (live default 480)")
-    m.add_argument("--blend", type=float, help="fidelity blend 0..1 (1 = fully restored)")
-    m.add_argument("--only-center-face", action="store_true", default=None, help="restore only the centre face")
-    m.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
+    add_model_arguments(m)
     s = p.add_argument_group("source")
     s.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTSP transport (default tcp)")
     s.add_argument("--timeout", type=float, default=5.0, help="seconds without data before the source is "
@@ -60,9 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--preview", metavar="[HOST:]PORT", help="HTTP MJPEG preview for browsers, e.g. 8090 or 0.0.0.0:8090")
     out.add_argument("--restream", metavar="URL", help="re-stream to rtsp://, rtmp://, udp:// or srt://")
     out.add_argument("--restream-format", help="FFmpeg output format of the re-stream (guessed from the URL)")
-    p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    add_run_flags(p)
 
 
 def source_options(args: argparse.Namespace) -> SourceOptions:

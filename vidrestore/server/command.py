@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from vidrestore.arguments import add_model_arguments, add_run_flags
 from vidrestore.server.settings import MIB, ServerSettings
 
 TOKEN_ENV = "VIDRESTORE_TOKEN"
@@ -39,18 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let web pages of this origin call the API (CORS), e.g. https://app.example.com; repeatable")
     m = p.add_argument_group("model (loaded once at startup; requests may ask for model=none, blend, centre face)")
     m.add_argument("--config", help="preset name (default, fast, quality) or YAML file")
-    m.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint, or none")
-    m.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default), retinaface_resnet50, or a path")
-    m.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    m.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
-    m.add_argument("--batch-size", type=int, help="faces per restorer call (default: per device)")
-    m.add_argument("--det-size", type=int, help="long side of the detector's input in pixels")
-    m.add_argument("--blend", type=float, help="default fidelity blend of requests, 0..1")
-    m.add_argument("--only-center-face", action="store_true", default=None,
-                   help="by default restore only the centre face")
-    p.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    add_model_arguments(m, tracking=False)
+    add_run_flags(p)
     lim = p.add_argument_group("limits")
     for flag, name, scale, text in LIMITS:
         value = getattr(DEFAULTS, name)

@@ -1,0 +1,39 @@
+"""Command-line options shared by `vidrestore restore`, `live` and `serve`: the model and faces, and the run flags."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+ArgumentGroup = Any  # argparse's _ArgumentGroup or an ArgumentParser
+
+
+def add_model_arguments(group: ArgumentGroup, *, tracking: bool = True) -> None:
+    """--model, --detector, --device, --precision, --batch-size, --det-size, --blend, face selection.
+
+    With `tracking`, also --detect-every and --largest-face (jobs that follow faces over frames).
+    """
+    group.add_argument("--model", help="restorer: GFPGANv1.4 (default), GFPGANv1.3, a .pth checkpoint path, "
+                       "or none (runs without changing a pixel)")
+    group.add_argument("--detector", help="face detector: retinaface_mobile0.25 (default, fast), retinaface_resnet50, "
+                       "a path, or none (with --model none: a pure decode/encode run)")
+    group.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
+    group.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on CUDA, fp32 on CPU")
+    group.add_argument("--batch-size", type=int, help="faces per restorer call (default: 16 on CUDA, 1 on CPU for "
+                       "full-size faces; halved automatically when GPU memory runs out)")
+    group.add_argument("--det-size", type=int, help="long side of the detector's input in pixels (default 640)")
+    group.add_argument("--blend", "--weight", dest="blend", type=float,
+                       help="fidelity blend of the restored face with the original, 0..1 (1 = fully restored, default)")
+    group.add_argument("--only-center-face", action="store_true", default=None,
+                       help="restore only the face nearest the centre")
+    if tracking:
+        group.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between "
+                           "(default 5)")
+        group.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """--offline, --debug and -q after the subcommand too (they also work before it)."""
+    parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
