@@ -126,10 +126,6 @@ class _InFlight:
         self._items: dict[int, LiveFrame] = {}
         self._cond = threading.Condition()
 
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
     def add(self, live: LiveFrame) -> None:
         with self._cond:
             self._items[id(live.frame)] = live

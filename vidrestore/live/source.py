@@ -124,10 +124,6 @@ class LiveSource:
             self._thread.join(timeout)
 
     @property
-    def up(self) -> bool:
-        return self.stats.source_up
-
-    @property
     def ended(self) -> bool:
         """True when no frame will come any more (the source ended or was stopped) and none is queued."""
         with self._cond:
