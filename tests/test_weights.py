@@ -156,6 +156,7 @@ def test_manifest_lists_the_release_files_with_valid_checks():
         "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
         "ffhq_component_boxes":
             "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
+        "niqe_pristine": "https://github.com/XPixelGroup/BasicSR/raw/master/basicsr/metrics/niqe_pris_params.npz",
     }
     assert {name: spec.url for name, spec in weights.KNOWN.items()} == expected_urls
     for spec in weights.KNOWN.values():

@@ -279,7 +279,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="restore a folder of faces and report PSNR/SSIM/LPIPS/identity/sharpness")
+    p = sub.add_parser("eval", help="restore a folder of faces and report PSNR/SSIM/LPIPS/identity/NIQE/sharpness")
     p.add_argument("--model", required=True, help="checkpoint path or name (e.g. GFPGANv1.4)")
     p.add_argument("--data", required=True, help="DIR with lq/ and gt/, or clean faces (degraded with --seed)")
     p.add_argument("--out", default="eval_report", help="folder for metrics.json, report.md, grid.png")
@@ -287,6 +287,8 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N faces")
     p.add_argument("--degraded", action="store_true", help="DIR holds degraded faces without ground truth")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--niqe-model", metavar="PATH",
+                   help="NIQE pristine model (.npz); default: the niqe_pristine weights file when present")
     p.set_defaults(handler=_cmd_eval)
 
 
@@ -294,7 +296,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vidrestore.train.evaluate import evaluate
 
     metrics = evaluate(args.model, args.data, args.out, seed=args.seed, limit=args.limit,
-                       degraded=args.degraded, device=args.device)
+                       degraded=args.degraded, device=args.device, niqe_model=args.niqe_model)
     log.info("mean: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics["mean"].items() if v is not None))
     return 0
 

@@ -3,7 +3,10 @@
 Data layouts (DIR):
 - DIR/lq and DIR/gt: degraded faces and their ground truth, paired by file stem;
 - DIR of clean faces: each is degraded first with the paper's degradation model and a fixed seed;
-- DIR of degraded faces without ground truth (`degraded=True`): only the no-reference score.
+- DIR of degraded faces without ground truth (`degraded=True`): only the no-reference scores.
+No-reference scores, of outputs and inputs: NIQE (lower is better) when a pristine model is found
+(`niqe_model`, else the `niqe_pristine` weights file, looked up offline) and the faces hold at least
+two 96x96 blocks; and the Laplacian sharpness (metrics.laplacian_sharpness), always.
 Writes metrics.json (per image and means), report.md and grid.png (input | output | ground truth),
 each atomically. PSNR of identical images is infinite and is written as the string "inf" in JSON.
 """
@@ -32,11 +35,13 @@ from vidrestore.train.metrics import (
     psnr,
     ssim,
 )
+from vidrestore.train.niqe import BLOCK, MIN_BLOCKS, NiqeModel, block_count, load_niqe_model, niqe
 
 log = logging.getLogger(__name__)
 
 GRID_ROWS = 8
-SHARPNESS_NOTE = "NIQE is not available offline; 'sharpness' is the variance of the Laplacian (0-255 gray)."
+NIQE_NOTE = "'niqe' is NIQE (Mittal et al. 2013; lower is better) against the pristine model {}."
+SHARPNESS_NOTE = "'sharpness' is the variance of the Laplacian of the gray image (0-255); it also rises with noise."
 
 
 def _to_bgr01(t: torch.Tensor) -> np.ndarray:
@@ -55,6 +60,31 @@ def _load_identity_net(arcface: str | None, device: torch.device):
         log.info("identity similarity skipped: %s", str(exc).split(";")[0])
         return None
     return load_arcface(path).to(device)
+
+
+def _load_niqe(niqe_model: str | None, out_size: int) -> tuple[NiqeModel | None, str]:
+    """The NIQE pristine model and its file, or None and why NIQE is skipped (a given model must load)."""
+    from vidrestore.weights import find_weights, locate, spec_for
+
+    spec = spec_for("niqe_pristine")
+    if block_count(out_size, out_size) < MIN_BLOCKS:
+        reason = f"{out_size}x{out_size} faces hold fewer than {MIN_BLOCKS} blocks of {BLOCK}x{BLOCK} pixels"
+    elif niqe_model or locate(spec) is not None:
+        path = find_weights(niqe_model or spec.name, offline=True)
+        return load_niqe_model(path), str(path)
+    else:
+        reason = f"{spec.filename} not found (vidrestore weights download {spec.name}, or --niqe-model PATH)"
+    log.info("NIQE skipped: %s", reason)
+    return None, reason
+
+
+def _niqe_or_none(img: np.ndarray, model: NiqeModel) -> float | None:
+    """NIQE of a BGR [0,1] image, None when it has too little texture to score."""
+    try:
+        return niqe(img, model)
+    except VidrestoreError as exc:
+        log.debug("NIQE not computed: %s", exc)
+        return None
 
 
 def _samples(data: Path, out_size: int, seed: int, degraded: bool) -> tuple[list[dict[str, Any]], str]:
@@ -92,6 +122,7 @@ def evaluate(
     degraded: bool = False,
     device: str = "auto",
     arcface: str | None = None,
+    niqe_model: str | None = None,
 ) -> dict[str, Any]:
     """Restore the faces of `data` with `model`, write metrics.json, report.md and grid.png; return the metrics."""
     from vidrestore.models import load_restorer
@@ -103,6 +134,7 @@ def evaluate(
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     net = load_restorer(find_weights(str(model))).to(dev)
     out_size = net.out_size
+    pristine, niqe_status = _load_niqe(niqe_model, out_size)
     samples, source = _samples(data, out_size, seed, degraded)
     if limit:
         samples = samples[:limit]
@@ -116,6 +148,8 @@ def evaluate(
         out_img, lq_img = _to_bgr01(out[0]), _to_bgr01(sample["lq"])
         row: dict[str, Any] = {"name": sample["name"], "sharpness": laplacian_sharpness(out_img),
                                "sharpness_input": laplacian_sharpness(lq_img)}
+        if pristine is not None:
+            row |= {"niqe": _niqe_or_none(out_img, pristine), "niqe_input": _niqe_or_none(lq_img, pristine)}
         gt = sample["gt"]
         if gt is not None:
             gt_img = _to_bgr01(gt)
@@ -126,21 +160,26 @@ def evaluate(
         rows.append(row)
         if len(grid_rows) < GRID_ROWS:
             grid_rows.append([lq_img, out_img] + ([_to_bgr01(gt)] if gt is not None else []))
-    metrics = _summarise(rows, model, source, lpips_scorer is not None, identity_net is not None)
+    metrics = _summarise(rows, model, source, lpips_scorer is not None, identity_net is not None,
+                         pristine is not None, niqe_status)
     _write_outputs(out_dir, metrics, grid_rows)
     return metrics
 
 
-def _summarise(rows: list[dict[str, Any]], model: str | Path, source: str, has_lpips: bool, has_identity: bool) -> dict[str, Any]:
-    keys = ["psnr", "ssim", "lpips", "identity", "sharpness", "psnr_input", "sharpness_input"]
+def _summarise(rows: list[dict[str, Any]], model: str | Path, source: str, has_lpips: bool, has_identity: bool,
+               has_niqe: bool, niqe_status: str) -> dict[str, Any]:
+    keys = ["psnr", "ssim", "lpips", "identity", "niqe", "sharpness", "psnr_input", "niqe_input", "sharpness_input"]
     means = {k: _mean([r.get(k) for r in rows]) for k in keys if any(k in r for r in rows)}
     skipped = {}
     if not has_lpips:
         skipped["lpips"] = "the lpips package or its weights are not installed"
     if not has_identity:
         skipped["identity"] = "arcface_resnet18.pth not found (vidrestore weights download arcface_resnet18)"
+    if not has_niqe:
+        skipped["niqe"] = niqe_status
+    notes = [NIQE_NOTE.format(niqe_status), SHARPNESS_NOTE] if has_niqe else [SHARPNESS_NOTE]
     return {"model": str(model), "data": source, "count": len(rows), "mean": means, "skipped": skipped,
-            "notes": [SHARPNESS_NOTE], "images": rows}
+            "notes": notes, "images": rows}
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -4,9 +4,9 @@ Full-reference: PSNR and SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.
 computed per channel on the valid region and averaged), both on float images in [0,1].
 LPIPS: only with the `lpips` package and its weights installed; otherwise reported as unavailable.
 Identity: cosine similarity of ArcFace embeddings, only when the ArcFace weights are present.
-No-reference: NIQE needs its pristine-image model, which is not available here, so the report gives a
-documented substitute instead: the variance of the Laplacian of the gray image on the 0-255 scale,
-a sharpness score (higher = sharper; it also rises with noise, so read it beside the other numbers).
+No-reference: NIQE lives in vidrestore.train.niqe (it needs a pristine model file); here, the variance of
+the Laplacian of the gray image on the 0-255 scale, a sharpness score (higher = sharper; it also rises
+with noise, so read it beside the other numbers).
 """
 
 from __future__ import annotations
