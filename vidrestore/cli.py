@@ -62,7 +62,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -79,6 +79,27 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_faces_parser(bsub)
     _add_bench_server_parser(bsub)
     _add_bench_live_parser(bsub)
+    _add_bench_degrade_parser(bsub)
+
+
+def _add_bench_degrade_parser(bsub: argparse._SubParsersAction) -> None:
+    dp = bsub.add_parser("degrade", help="training data: loader vs device degradation beside one iteration")
+    dp.add_argument("config", nargs="?", default="configs/train_gfpgan.yaml", help="training config")
+    dp.add_argument("--data", help="folder of aligned faces (overrides data.train)")
+    dp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    dp.add_argument("--batch-size", type=int, help="override run.batch_size")
+    dp.add_argument("--workers", type=int, help="loader workers to count with (default: data.num_workers)")
+    dp.add_argument("--images", type=int, default=24, help="images timed on the loader path")
+    dp.add_argument("--batches", type=int, default=4, help="batches timed on the device path")
+    dp.add_argument("--steps", type=int, default=3, help="training iterations timed")
+    dp.add_argument("--output", help="also write the report as Markdown to this file")
+    dp.set_defaults(handler=_cmd_bench_degrade)
+
+
+def _cmd_bench_degrade(args: argparse.Namespace) -> int:
+    from vidrestore.bench import degrade as bench_degrade
+
+    return bench_degrade.run_cli(args)
 
 
 def _add_bench_live_parser(bsub: argparse._SubParsersAction) -> None:

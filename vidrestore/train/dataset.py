@@ -1,7 +1,9 @@
 """Training data: aligned faces (FFHQ layout) with synthetic LQ copies and facial component boxes.
 
 A sample is a dict of tensors: `gt` and `lq` (3,S,S) RGB in [-1,1], `loc_left_eye`, `loc_right_eye`,
-`loc_mouth` (4,) boxes [x1,y1,x2,y2] in pixels of the S x S image, and `index`.
+`loc_mouth` (4,) boxes [x1,y1,x2,y2] in pixels of the S x S image, and `index`. With
+`degrade_in_loader=False` it carries the drawn `degradation` (DegradationParams) instead of `lq`, and the
+trainer degrades the whole batch on its device (`collate_samples` keeps the parameters as a list).
 The degradation and the flip of sample i in epoch e depend on (seed, i, e) only, and the batches of
 iteration t on (seed, t) only (`IterationBatchSampler`), so a resumed run sees the same data.
 """
@@ -14,10 +16,18 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from vidrestore.errors import VidrestoreError
-from vidrestore.train.degradations import DegradationConfig, degrade, list_images, read_image, sample_rng
+from vidrestore.train.degradations import (
+    DegradationConfig,
+    apply_degradation,
+    degrade,
+    list_images,
+    read_image,
+    sample_degradation,
+    sample_rng,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +107,10 @@ class FaceDataset(Dataset):
         use_hflip: bool = True,
         landmarks: str | Path | None = None,
         cache: bool = False,
+        degrade_in_loader: bool = True,
     ) -> None:
         self.files = image_files(source)
+        self.degrade_in_loader = degrade_in_loader
         self.out_size = out_size
         self.degradation = degradation or DegradationConfig()
         self.seed = seed
@@ -134,10 +146,23 @@ class FaceDataset(Dataset):
         flipped = bool(self.use_hflip and rng.uniform() < 0.5)
         if flipped:
             gt = np.ascontiguousarray(gt[:, ::-1])
-        lq = degrade(gt, rng, self.degradation)
-        sample = {"gt": to_tensor(gt), "lq": to_tensor(lq), "index": torch.tensor(index)}
+        params = sample_degradation(rng, self.degradation)
+        sample: dict = {"gt": to_tensor(gt), "index": torch.tensor(index)}
+        if self.degrade_in_loader:
+            sample["lq"] = to_tensor(apply_degradation(gt, params))
+        else:
+            sample["degradation"] = params
         sample.update(boxes_for(self._components(index), self.out_size, flipped))
         return sample
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """default_collate, except that drawn degradation parameters stay a list (one per sample)."""
+    if "degradation" not in samples[0]:
+        return default_collate(samples)
+    batch = default_collate([{k: v for k, v in s.items() if k != "degradation"} for s in samples])
+    batch["degradation"] = [s["degradation"] for s in samples]
+    return batch
 
 
 class IterationBatchSampler(Sampler):

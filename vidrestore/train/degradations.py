@@ -4,7 +4,9 @@ HQ face -> blur (random iso/aniso Gaussian kernel) -> downsample -> Gaussian noi
 -> colour shift (p 0.3) -> gray (p 0.01) -> brightness/contrast/saturation/hue jitter (p 0.3) -> quantise.
 
 Every random draw comes from the `numpy.random.Generator` passed in, so one seed gives one result.
-Runs on the CPU with cv2/numpy (in the data loader workers); there is no GPU path.
+The draws are made first (`sample_degradation` -> `DegradationParams`, cheap) and the pixels are changed
+after, either here on the CPU with cv2/numpy (`apply_degradation`, in the data loader workers) or for a
+whole batch on the training device with torch (`vidrestore.train.degradations_torch`).
 """
 
 from __future__ import annotations
@@ -108,38 +110,73 @@ def _adjust_hue(img: np.ndarray, shift: float) -> np.ndarray:
     return np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR), 0, 1)
 
 
-def color_jitter(img: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
-    """Brightness, contrast, saturation and hue jitter in random order (torchvision ColorJitter's ranges)."""
-    ops = [
-        lambda x: _adjust_brightness(x, rng.uniform(*cfg.brightness)),
-        lambda x: _adjust_contrast(x, rng.uniform(*cfg.contrast)),
-        lambda x: _adjust_saturation(x, rng.uniform(*cfg.saturation)),
-        lambda x: _adjust_hue(x, rng.uniform(*cfg.hue)),
-    ]
-    for i in rng.permutation(len(ops)):
-        img = ops[i](img)
-    return img
+JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+
+
+@dataclass(frozen=True)
+class DegradationParams:
+    """Every random draw of one sample's degradation: what the CPU and the GPU paths both apply."""
+
+    kernel: np.ndarray  # (k, k) float32, sums to 1
+    scale: float  # downsampling factor
+    noise_sigma: float  # on the [0,1] scale
+    noise_seed: int  # seeds the noise field (numpy on the CPU, torch on the device)
+    jpeg_quality: int
+    color_shift: tuple[float, float, float] | None  # per channel, BGR order, [0,1] scale
+    gray: bool
+    jitter: tuple[tuple[str, float], ...]  # (op, factor) in the order they are applied; () for none
+
+    def small_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the random downsampling."""
+        return max(1, int(height // self.scale)), max(1, int(width // self.scale))
+
+
+def sample_degradation(rng: np.random.Generator, cfg: DegradationConfig | None = None) -> DegradationParams:
+    """Draw one sample's degradation parameters, always in the same order, from `rng`."""
+    cfg = cfg or DegradationConfig()
+    kernel = random_blur_kernel(rng, cfg)
+    scale = float(rng.uniform(*cfg.downsample_range))
+    noise_sigma = float(rng.uniform(*cfg.noise_range)) / 255.0
+    noise_seed = int(rng.integers(2**62))
+    quality = int(rng.uniform(*cfg.jpeg_range))
+    shift = None
+    if rng.uniform() < cfg.color_jitter_prob:
+        values = rng.uniform(-cfg.color_jitter_shift, cfg.color_jitter_shift, size=3) / 255.0
+        shift = (float(values[0]), float(values[1]), float(values[2]))
+    gray = bool(rng.uniform() < cfg.gray_prob)
+    jitter: tuple[tuple[str, float], ...] = ()
+    if rng.uniform() < cfg.color_jitter_pt_prob:
+        ranges = {"brightness": cfg.brightness, "contrast": cfg.contrast, "saturation": cfg.saturation, "hue": cfg.hue}
+        jitter = tuple((JITTER_OPS[i], float(rng.uniform(*ranges[JITTER_OPS[i]]))) for i in rng.permutation(4))
+    return DegradationParams(kernel, scale, noise_sigma, noise_seed, quality, shift, gray, jitter)
+
+
+_ADJUST = {"brightness": _adjust_brightness, "contrast": _adjust_contrast,
+           "saturation": _adjust_saturation, "hue": _adjust_hue}
+
+
+def apply_degradation(hq: np.ndarray, params: DegradationParams) -> np.ndarray:
+    """The LQ version of a float32 BGR [0,1] HQ face of shape (H,W,3), same size, quantised to 8 bits."""
+    h, w = hq.shape[:2]
+    img = cv2.filter2D(hq.astype(np.float32), -1, params.kernel)
+    small_h, small_w = params.small_size(h, w)
+    img = cv2.resize(img, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
+    noise = np.random.default_rng(params.noise_seed).standard_normal(img.shape).astype(np.float32)
+    img = np.clip(img + noise * params.noise_sigma, 0, 1)
+    img = _jpeg(img, params.jpeg_quality)
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    if params.color_shift is not None:
+        img = np.clip(img + np.asarray(params.color_shift, np.float32), 0, 1)
+    if params.gray:
+        img = _gray(img)
+    for op, factor in params.jitter:
+        img = _ADJUST[op](img, factor)
+    return (np.clip(np.round(img * 255.0), 0, 255) / 255.0).astype(np.float32)
 
 
 def degrade(hq: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig | None = None) -> np.ndarray:
-    """The LQ version of a float32 BGR [0,1] HQ face of shape (H,W,3), same size, quantised to 8 bits."""
-    cfg = cfg or DegradationConfig()
-    h, w = hq.shape[:2]
-    img = cv2.filter2D(hq.astype(np.float32), -1, random_blur_kernel(rng, cfg))
-    scale = rng.uniform(*cfg.downsample_range)
-    img = cv2.resize(img, (max(1, int(w // scale)), max(1, int(h // scale))), interpolation=cv2.INTER_LINEAR)
-    sigma = rng.uniform(*cfg.noise_range) / 255.0
-    img = np.clip(img + rng.standard_normal(img.shape).astype(np.float32) * sigma, 0, 1)
-    img = _jpeg(img, int(rng.uniform(*cfg.jpeg_range)))
-    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-    if rng.uniform() < cfg.color_jitter_prob:
-        shift = rng.uniform(-cfg.color_jitter_shift, cfg.color_jitter_shift, size=3).astype(np.float32) / 255.0
-        img = np.clip(img + shift, 0, 1)
-    if rng.uniform() < cfg.gray_prob:
-        img = _gray(img)
-    if rng.uniform() < cfg.color_jitter_pt_prob:
-        img = color_jitter(img, rng, cfg)
-    return (np.clip(np.round(img * 255.0), 0, 255) / 255.0).astype(np.float32)
+    """Draw a degradation from `rng` and apply it on the CPU (see apply_degradation)."""
+    return apply_degradation(hq, sample_degradation(rng, cfg))
 
 
 def sample_rng(seed: int, index: int, epoch: int = 0) -> np.random.Generator:

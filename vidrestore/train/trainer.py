@@ -8,7 +8,9 @@ One iteration (1-based count t):
 A checkpoint holds everything a resumed run needs (weights, EMA, optimisers, schedulers, RNG states,
 iteration, best validation score) and only tensors and plain values, so `load_restorer` reads its
 `params_ema` with weights_only=True. Batches and degradations depend only on (seed, iteration), so a run
-stopped and resumed gives the same weights as a run straight through.
+stopped and resumed gives the same weights as a run straight through. Ctrl-C (or SIGTERM) stops
+between iterations and saves latest.pth. With `data.degrade_on: device` the loader only draws the
+degradation parameters and the batch is degraded on the training device (degradations_torch).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import dataclasses
 import logging
 import math
 import random
-from contextlib import nullcontext
+import signal
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,8 +38,9 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.models.gfpgan import GFPGAN
 from vidrestore.models.loading import read_checkpoint
 from vidrestore.train.arcface import gray_for_identity, load_arcface
-from vidrestore.train.dataset import COMPONENTS, FaceDataset, IterationBatchSampler, PairedFaces
+from vidrestore.train.dataset import COMPONENTS, FaceDataset, IterationBatchSampler, PairedFaces, collate_samples
 from vidrestore.train.degradations import DegradationConfig
+from vidrestore.train.degradations_torch import degrade_batch
 from vidrestore.train.discriminators import FacialComponentDiscriminator, StyleGAN2Discriminator
 from vidrestore.train.losses import (
     component_bce,
@@ -54,6 +59,7 @@ log = logging.getLogger(__name__)
 
 EMA_DECAY = 0.5 ** (32 / 10000)
 CHECKPOINT_FORMAT = 1
+DEGRADE_ON = ("loader", "device")
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -72,6 +78,7 @@ class DataConfig:
     use_hflip: bool = True
     cache: bool = False
     num_workers: int = 4
+    degrade_on: str = "loader"  # "loader": cv2 in the workers; "device": torch on the training device
 
 
 @dataclass
@@ -273,6 +280,33 @@ def scaled_patch_size(size_at_512: int, out_size: int) -> int:
     return max(8, int(round(size_at_512 * out_size / 512 / 4)) * 4)
 
 
+def _to_hwc01(image: torch.Tensor) -> np.ndarray:
+    """(3,H,W) [-1,1] -> (H,W,3) [0,1] float32 on the CPU."""
+    return ((image.detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()
+
+
+@contextmanager
+def _stop_requests() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while training, so the loop stops between iterations (resumable)."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request(signum: int, _frame: Any) -> None:
+        if requested.is_set():  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        log.warning("stop requested: finishing this iteration and saving a checkpoint (again to abort)")
+        requested.set()
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
     for net in nets:
         for param in net.parameters():
@@ -287,6 +321,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, device: str | torch.device | None = None) -> None:
         self.cfg = cfg
+        if cfg.data.degrade_on not in DEGRADE_ON:
+            raise VidrestoreError(f"data.degrade_on must be one of {', '.join(DEGRADE_ON)}, not {cfg.data.degrade_on!r}")
         self.device = torch.device(device) if device is not None else resolve_device(cfg.run.device)
         seed_everything(cfg.run.seed)
         self.iteration = 0
@@ -368,8 +404,8 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One iteration of G, EMA, D and component-D updates; returns the logged loss values."""
         self.iteration += 1
-        lq = batch["lq"].to(self.device)
         gt = batch["gt"].to(self.device)
+        lq = batch["lq"].to(self.device) if "lq" in batch else self._degrade_on_device(gt, batch["degradation"])
         logs = self._generator_step(lq, gt, batch)
         self._update_ema()
         logs.update(self._discriminator_step(gt))
@@ -377,6 +413,11 @@ class Trainer:
         for scheduler in self.schedulers.values():
             scheduler.step()
         return logs
+
+    @torch.no_grad()
+    def _degrade_on_device(self, gt: torch.Tensor, params: list) -> torch.Tensor:
+        """LQ of a [-1,1] GT batch, degraded on the training device with the parameters the loader drew."""
+        return degrade_batch((gt + 1) / 2, params) * 2 - 1
 
     def _generator_step(self, lq: torch.Tensor, gt: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         set_requires_grad([self.net_d, self.net_d_components], False)
@@ -484,14 +525,16 @@ class Trainer:
     def train_dataset(self) -> FaceDataset:
         d = self.cfg.data
         return FaceDataset(d.train, self.cfg.network_g.out_size, self.cfg.degradation, seed=self.cfg.run.seed,
-                           use_hflip=d.use_hflip, landmarks=d.landmarks, cache=d.cache)
+                           use_hflip=d.use_hflip, landmarks=d.landmarks, cache=d.cache,
+                           degrade_in_loader=d.degrade_on == "loader")
 
     def train_loader(self, stop: int, dataset: FaceDataset | None = None) -> DataLoader:
         """Batches for iterations self.iteration .. stop-1 (0-based), independent of how the run was split."""
         dataset = dataset or self.train_dataset()
         sampler = IterationBatchSampler(len(dataset), self.cfg.run.batch_size, self.cfg.run.seed, self.iteration, stop)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator())
+                          collate_fn=collate_samples, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator())
 
     def fit(self, stop: int | None = None, dataset: FaceDataset | None = None) -> None:
         """Train until iteration `stop` (default total_iter), validating and saving on the configured cadence."""
@@ -501,16 +544,22 @@ class Trainer:
         from tqdm import tqdm
 
         progress = tqdm(total=stop, initial=self.iteration, desc="train", unit="it", disable=stop - self.iteration < 2)
-        for batch in self.train_loader(stop, dataset):
-            logs = self.train_step(batch)
-            progress.update(1)
-            if self.iteration % run.log_every == 0 or self.iteration == stop:
-                self._log(logs)
-            if run.val_every and self.iteration % run.val_every == 0 and self.cfg.data.val_gt:
-                self._validate_and_keep_best(out_dir)
-            if run.save_every and (self.iteration % run.save_every == 0 or self.iteration == stop):
-                self.save(out_dir / f"net_g_{self.iteration}.pth")
-                self.save(out_dir / "latest.pth")
+        with _stop_requests() as stop_requested:
+            for batch in self.train_loader(stop, dataset):
+                logs = self.train_step(batch)
+                progress.update(1)
+                if self.iteration % run.log_every == 0 or self.iteration == stop:
+                    self._log(logs)
+                if run.val_every and self.iteration % run.val_every == 0 and self.cfg.data.val_gt:
+                    self._validate_and_keep_best(out_dir)
+                if run.save_every and (self.iteration % run.save_every == 0 or self.iteration == stop):
+                    self.save(out_dir / f"net_g_{self.iteration}.pth")
+                    self.save(out_dir / "latest.pth")
+                if stop_requested.is_set():
+                    log.warning("stopped at iteration %d; resume with --resume %s", self.iteration,
+                                out_dir / "latest.pth")
+                    self.save(out_dir / "latest.pth")
+                    break
         progress.close()
 
     def _log(self, logs: dict[str, float]) -> None:
@@ -536,26 +585,28 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean PSNR (dB) of the EMA generator on the validation pairs."""
+        """Mean PSNR (dB) against the ground truth of the EMA generator's outputs and of the degraded inputs."""
         d = self.cfg.data
         pairs = PairedFaces(d.val_gt, self.cfg.network_g.out_size, d.val_lq, d.val_seed, self.cfg.degradation)
         count = min(len(pairs), d.val_limit) if d.val_limit else len(pairs)
-        scores = []
+        scores, input_scores = [], []
         for index in range(count):
             sample = pairs[index]
             with self._autocast():
                 out, _ = self.net_g_ema(sample["lq"].unsqueeze(0).to(self.device), return_rgb=False, randomize_noise=False)
-            out01 = ((out.float().clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 0).cpu().numpy()
-            gt01 = ((sample["gt"] + 1) / 2).permute(1, 2, 0).numpy()
-            scores.append(psnr(out01, gt01))
-        return {"psnr": float(np.mean(scores))}
+            gt01 = _to_hwc01(sample["gt"])
+            scores.append(psnr(_to_hwc01(out[0]), gt01))
+            input_scores.append(psnr(_to_hwc01(sample["lq"]), gt01))
+        return {"psnr": float(np.mean(scores)), "psnr_input": float(np.mean(input_scores))}
 
     def _validate_and_keep_best(self, out_dir: Path) -> None:
         metrics = self.validate()
-        log.info("iter %d validation psnr %.3f dB", self.iteration, metrics["psnr"])
+        log.info("iter %d validation psnr %.3f dB (degraded inputs %.3f dB)", self.iteration, metrics["psnr"],
+                 metrics["psnr_input"])
         writer = self._tensorboard()
         if writer is not None:
-            writer.add_scalar("val/psnr", metrics["psnr"], self.iteration)
+            for key, value in metrics.items():
+                writer.add_scalar(f"val/{key}", value, self.iteration)
         if metrics["psnr"] > self.best_metric:
             self.best_metric = metrics["psnr"]
             self.save(out_dir / "best.pth")
