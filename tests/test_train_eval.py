@@ -110,3 +110,19 @@ def test_train_cli_runs_the_small_config(media_dir, tmp_path):
     config.write_text(text + "\n")
     assert main(["train", str(config), "--iterations", "1", "--out-dir", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "latest.pth").is_file()
+
+
+def test_degrade_cli_takes_the_degradation_of_a_training_config(media_dir, tmp_path):
+    import cv2
+
+    from vidrestore.train.degradations import degrade_folder
+
+    faces = media_dir / "faces_hq" / "ffhq"
+    small = REPO_ROOT / "configs" / "train_small.yaml"
+    assert main(["degrade", str(faces), str(tmp_path / "cli"), "--size", "32", "--seed", "4",
+                 "--degradation", str(small)]) == 0
+    expected = degrade_folder(faces, tmp_path / "api", seed=4, size=32, cfg=TrainConfig.from_yaml(small).degradation)
+    paper = degrade_folder(faces, tmp_path / "paper", seed=4, size=32)
+    got = [cv2.imread(str(tmp_path / "cli" / p.name)) for p in expected]
+    assert all(np.array_equal(g, cv2.imread(str(p))) for g, p in zip(got, expected))
+    assert not all(np.array_equal(g, cv2.imread(str(p))) for g, p in zip(got, paper))

@@ -310,14 +310,30 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--niqe-model", metavar="PATH",
                    help="NIQE pristine model (.npz); default: the niqe_pristine weights file when present")
+    _add_degradation_argument(p)
     p.set_defaults(handler=_cmd_eval)
+
+
+def _add_degradation_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--degradation", metavar="TRAIN_CONFIG",
+                   help="degrade with the degradation section of this training config (default: the paper's, at 512)")
+
+
+def _degradation_from(config: str | None):
+    """The DegradationConfig of a training config file, or None for the paper's defaults."""
+    if not config:
+        return None
+    from vidrestore.train.trainer import TrainConfig
+
+    return TrainConfig.from_yaml(config).degradation
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vidrestore.train.evaluate import evaluate
 
     metrics = evaluate(args.model, args.data, args.out, seed=args.seed, limit=args.limit,
-                       degraded=args.degraded, device=args.device, niqe_model=args.niqe_model)
+                       degraded=args.degraded, device=args.device, niqe_model=args.niqe_model,
+                       degradation=_degradation_from(args.degradation))
     log.info("mean: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics["mean"].items() if v is not None))
     return 0
 
@@ -328,6 +344,7 @@ def _add_degrade_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dst", help="output folder (PNG, same file stems)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, help="resize faces to SIZE x SIZE first (default: keep)")
+    _add_degradation_argument(p)
     p.set_defaults(handler=_cmd_degrade)
 
 
@@ -336,7 +353,8 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
     from vidrestore.train.degradations import degrade_folder
 
-    degrade_folder(Path(args.src), Path(args.dst), seed=args.seed, size=args.size)
+    degrade_folder(Path(args.src), Path(args.dst), seed=args.seed, size=args.size,
+                   cfg=_degradation_from(args.degradation))
     return 0
 
 

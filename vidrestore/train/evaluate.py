@@ -87,7 +87,8 @@ def _niqe_or_none(img: np.ndarray, model: NiqeModel) -> float | None:
         return None
 
 
-def _samples(data: Path, out_size: int, seed: int, degraded: bool) -> tuple[list[dict[str, Any]], str]:
+def _samples(data: Path, out_size: int, seed: int, degraded: bool,
+             degradation: DegradationConfig | None) -> tuple[list[dict[str, Any]], str]:
     """The evaluation samples and a description of where they came from."""
     if (data / "lq").is_dir() and (data / "gt").is_dir():
         pairs = PairedFaces(data / "gt", out_size, lq_dir=data / "lq")
@@ -98,7 +99,7 @@ def _samples(data: Path, out_size: int, seed: int, degraded: bool) -> tuple[list
             raise VidrestoreError(f"no images in {data}")
         return [{"lq": to_tensor(read_image(f, out_size)), "gt": None, "name": f.stem} for f in files], \
             f"degraded faces from {data} (no ground truth)"
-    pairs = PairedFaces(data, out_size, seed=seed, degradation=DegradationConfig())
+    pairs = PairedFaces(data, out_size, seed=seed, degradation=degradation or DegradationConfig())
     return [pairs[i] for i in range(len(pairs))], f"clean faces from {data}, degraded with seed {seed}"
 
 
@@ -123,8 +124,12 @@ def evaluate(
     device: str = "auto",
     arcface: str | None = None,
     niqe_model: str | None = None,
+    degradation: DegradationConfig | None = None,
 ) -> dict[str, Any]:
-    """Restore the faces of `data` with `model`, write metrics.json, report.md and grid.png; return the metrics."""
+    """Restore the faces of `data` with `model`, write metrics.json, report.md and grid.png; return the metrics.
+
+    Clean faces are degraded with `degradation` (default: the paper's numbers at 512) and `seed`.
+    """
     from vidrestore.models import load_restorer
     from vidrestore.weights import find_weights
 
@@ -135,7 +140,7 @@ def evaluate(
     net = load_restorer(find_weights(str(model))).to(dev)
     out_size = net.out_size
     pristine, niqe_status = _load_niqe(niqe_model, out_size)
-    samples, source = _samples(data, out_size, seed, degraded)
+    samples, source = _samples(data, out_size, seed, degraded, degradation)
     if limit:
         samples = samples[:limit]
     lpips_scorer = load_lpips()
