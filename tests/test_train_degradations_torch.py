@@ -114,3 +114,15 @@ def test_trainer_degrades_on_its_device_with_the_loaders_draws(media_dir, tmp_pa
     cfg.data.degrade_on = "gpu"
     with pytest.raises(VidrestoreError, match="degrade_on"):
         Trainer(cfg, device="cpu")
+
+
+def test_bench_degrade_reports_both_paths_beside_an_iteration(media_dir, tmp_path):
+    from vidrestore.cli import main
+    from train_support import SMALL_CONFIG
+
+    out = tmp_path / "degrade.md"
+    assert main(["-q", "bench", "degrade", str(SMALL_CONFIG), "--data", str(media_dir / "faces_hq" / "ffhq"),
+                 "--device", "cpu", "--images", "2", "--batches", "1", "--steps", "1", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "loader path (cv2, one worker)" in text and "device path (torch on cpu)" in text
+    assert "one training iteration" in text and ("keeps up with" in text or "is slower than" in text)

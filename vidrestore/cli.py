@@ -91,7 +91,7 @@ def _add_bench_degrade_parser(bsub: argparse._SubParsersAction) -> None:
     dp.add_argument("--workers", type=int, help="loader workers to count with (default: data.num_workers)")
     dp.add_argument("--images", type=int, default=24, help="images timed on the loader path")
     dp.add_argument("--batches", type=int, default=4, help="batches timed on the device path")
-    dp.add_argument("--steps", type=int, default=3, help="training iterations timed")
+    dp.add_argument("--steps", type=int, default=3, help="training iterations timed (0: none)")
     dp.add_argument("--output", help="also write the report as Markdown to this file")
     dp.set_defaults(handler=_cmd_bench_degrade)
 

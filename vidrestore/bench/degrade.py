@@ -3,7 +3,8 @@
 For one training config it times, on real faces at the config's size:
 - the loader path (cv2/numpy `apply_degradation`, one sample at a time, as one worker does it);
 - the device path (`degrade_batch` on the training device, one call per batch);
-- one training iteration (`Trainer.train_step` on a pre-degraded batch: G, EMA, D and component Ds).
+- one training iteration (`Trainer.train_step` on a pre-degraded batch: G, EMA, D and component Ds),
+  unless --steps 0 (e.g. when the config's weights files are not at hand).
 The loader keeps up when batch x ms/image / num_workers is below the iteration time.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from vidrestore.bench.model import machine_description
-from vidrestore.train.dataset import collate_samples
+from vidrestore.train.dataset import FaceDataset, collate_samples
 from vidrestore.train.degradations import apply_degradation, sample_degradation, sample_rng
 from vidrestore.train.degradations_torch import degrade_batch
 from vidrestore.train.trainer import Trainer, TrainConfig, resolve_device
@@ -37,7 +38,7 @@ class DegradeTimings:
     workers: int
     loader_ms_per_image: float
     device_ms_per_image: float
-    step_ms: float
+    step_ms: float | None  # None when no iteration was timed
 
     @property
     def loader_ms_per_batch(self) -> float:
@@ -87,11 +88,9 @@ def time_train_step(trainer: Trainer, steps: int) -> float:
 
 
 def run(cfg: TrainConfig, device: torch.device, images: int, batches: int, steps: int) -> DegradeTimings:
-    """Time both degradation paths and a training step for `cfg` on `device`."""
+    """Time both degradation paths, and `steps` training iterations when steps > 0, for `cfg` on `device`."""
     cfg.data.degrade_on = "loader"
-    cfg.data.cache = True
-    trainer = Trainer(cfg, device=device)
-    dataset = trainer.train_dataset()
+    dataset = FaceDataset(cfg.data.train, cfg.network_g.out_size, cfg.degradation, seed=cfg.run.seed, cache=True)
     faces = [dataset._hq(i) for i in range(min(len(dataset), 16))]
     b = cfg.run.batch_size
     gt = torch.from_numpy(np.stack([faces[i % len(faces)][:, :, ::-1] for i in range(b)]).copy())
@@ -100,15 +99,16 @@ def run(cfg: TrainConfig, device: torch.device, images: int, batches: int, steps
     loader = time_loader_path(faces, cfg, images)
     log.info("timing the device path (%d batches of %d)", batches, b)
     on_device = time_device_path(gt, cfg, batches)
-    log.info("timing %d training iterations", steps)
-    step = time_train_step(trainer, steps)
+    step = None
+    if steps > 0:
+        log.info("timing %d training iterations", steps)
+        step = time_train_step(Trainer(cfg, device=device), steps)
     return DegradeTimings(cfg.network_g.out_size, b, cfg.data.num_workers, loader, on_device, step)
 
 
 def report(t: DegradeTimings, config: Path, device: torch.device) -> str:
-    """Markdown: the three timings and what they mean for this config."""
-    keeps_up = t.loader_ms_per_batch <= t.step_ms
-    return "\n".join([
+    """Markdown: the timings and what they mean for this config."""
+    lines = [
         f"Machine: {machine_description(device)}; {datetime.date.today().isoformat()}.",
         f"Config {config} ({t.size}x{t.size}, batch {t.batch}, {t.workers} loader worker(s)).",
         "",
@@ -118,13 +118,17 @@ def report(t: DegradeTimings, config: Path, device: torch.device) -> str:
         f"{t.loader_ms_per_image * t.batch:.1f} ({t.loader_ms_per_batch:.1f} with {t.workers} workers) |",
         f"| degradation, device path (torch on {device}) | {t.device_ms_per_image:.1f} | "
         f"{t.device_ms_per_image * t.batch:.1f} |",
-        f"| one training iteration (G + EMA + D + component Ds) | | {t.step_ms:.1f} |",
-        "",
-        f"Loader path {'keeps up with' if keeps_up else 'is slower than'} training "
-        f"({t.loader_ms_per_batch:.1f} vs {t.step_ms:.1f} ms per batch); the device path would add "
-        f"{100 * t.device_ms_per_image * t.batch / t.step_ms:.1f}% to each iteration.",
-        "",
-    ])
+    ]
+    if t.step_ms is not None:
+        keeps_up = t.loader_ms_per_batch <= t.step_ms
+        lines += [
+            f"| one training iteration (G + EMA + D + component Ds) | | {t.step_ms:.1f} |",
+            "",
+            f"Loader path {'keeps up with' if keeps_up else 'is slower than'} training "
+            f"({t.loader_ms_per_batch:.1f} vs {t.step_ms:.1f} ms per batch); the device path would add "
+            f"{100 * t.device_ms_per_image * t.batch / t.step_ms:.1f}% to each iteration.",
+        ]
+    return "\n".join(lines + [""])
 
 
 def run_cli(args: argparse.Namespace) -> int:
