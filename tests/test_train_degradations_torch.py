@@ -126,3 +126,16 @@ def test_bench_degrade_reports_both_paths_beside_an_iteration(media_dir, tmp_pat
     text = out.read_text()
     assert "loader path (cv2, one worker)" in text and "device path (torch on cpu)" in text
     assert "one training iteration" in text and ("keeps up with" in text or "is slower than" in text)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the CUDA codec cannot run")
+def test_a_failing_device_codec_falls_back_to_the_cpu_codec(faces, monkeypatch, caplog):
+    import vidrestore.train.degradations_torch as dt
+
+    monkeypatch.setattr(dt, "_device_codec_failed", False)
+    images = list(_to_batch(faces[:2]))
+    expected = dt.jpeg_batch(images, [70, 90])
+    with caplog.at_level("WARNING"):
+        got = dt.jpeg_batch(images, [70, 90], codec_device=torch.device("cuda"))
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert "on the CPU from now on" in caplog.text and dt._device_codec_failed

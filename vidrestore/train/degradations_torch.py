@@ -12,6 +12,7 @@ The CPU path and this one agree to within JPEG codec and noise-realisation diffe
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Sequence
 
@@ -23,7 +24,10 @@ import torchvision.transforms.v2.functional as TF
 from vidrestore.errors import VidrestoreError
 from vidrestore.train.degradations import DegradationParams
 
+log = logging.getLogger(__name__)
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # R, G, B: cv2's BGR2GRAY
+_device_codec_failed = False  # set once the device's JPEG codec has failed in this process
 
 
 def blur_batch(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -62,16 +66,33 @@ def _jpeg_codec():
     return JpegEncoder, decode_jpeg
 
 
-def jpeg_batch(images: Sequence[torch.Tensor], qualities: Sequence[int]) -> list[torch.Tensor]:
-    """JPEG-compress and decode each (3,h,w) [0,1] image at its quality, on its device (CPU or CUDA)."""
+def jpeg_batch(images: Sequence[torch.Tensor], qualities: Sequence[int],
+               codec_device: torch.device | None = None) -> list[torch.Tensor]:
+    """JPEG-compress and decode each (3,h,w) [0,1] image at its quality, on the images' device (CPU or CUDA).
+
+    When the device's codec fails (e.g. no nvJPEG for this build), it warns once and uses the CPU codec.
+    """
+    global _device_codec_failed
     encoder, decode_jpeg = _jpeg_codec()
-    out = []
-    for image, quality in zip(images, qualities):
-        codec_device = image.device if image.device.type in ("cpu", "cuda") else torch.device("cpu")
-        data = encoder(_to_uint8(image).to(codec_device)).to_tensor(quality=int(quality))
-        picture = decode_jpeg(data.cpu(), mode="RGB", device=codec_device)
-        out.append(picture.to(image.device).float() / 255.0)
-    return out
+    if codec_device is None:
+        codec_device = images[0].device if images[0].device.type == "cuda" else torch.device("cpu")
+    if codec_device.type != "cpu" and not _device_codec_failed:
+        try:
+            return [_jpeg_one(image, quality, codec_device, encoder, decode_jpeg)
+                    for image, quality in zip(images, qualities)]
+        except RuntimeError as exc:
+            _device_codec_failed = True
+            log.warning("JPEG on %s failed (%s); degrading JPEG on the CPU from now on",
+                        codec_device, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    cpu = torch.device("cpu")
+    return [_jpeg_one(image, quality, cpu, encoder, decode_jpeg) for image, quality in zip(images, qualities)]
+
+
+def _jpeg_one(image: torch.Tensor, quality: int, codec_device: torch.device, encoder, decode_jpeg) -> torch.Tensor:
+    """Encode and decode one image on codec_device; the result goes back to the image's device."""
+    data = encoder(_to_uint8(image).to(codec_device)).to_tensor(quality=int(quality))
+    picture = decode_jpeg(data.cpu(), mode="RGB", device=codec_device)
+    return picture.to(image.device).float() / 255.0
 
 
 def _seeded_noise(shape: torch.Size, seed: int, device: torch.device) -> torch.Tensor:
