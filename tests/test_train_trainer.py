@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from vidrestore.errors import VidrestoreError
 from vidrestore.models import load_restorer
-from vidrestore.train.dataset import FaceDataset
+from vidrestore.train.dataset import FaceDataset, IterationBatchSampler
 from vidrestore.train.trainer import TrainConfig, Trainer
 
 from train_support import SMALL_CONFIG, all_tensors, cheap_losses, tiny_config
@@ -30,11 +32,10 @@ def test_small_config_reads_and_rejects_unknown_keys(tmp_path):
 
 def test_pixel_losses_fall_when_overfitting_one_batch(ffhq, tmp_path):
     cfg = tiny_config(ffhq, tmp_path, **cheap_losses(), gan_weight=0.0, use_components=False, pyramid_until=100)
-    cfg.optim.lr_g = 1e-3
-    trainer = Trainer(cfg, device="cpu")
+    trainer = Trainer(cfg, device="cpu")  # the paper's learning rate
     batch = torch.utils.data.default_collate([FaceDataset(ffhq, 32, cfg.degradation, cache=True)[0]])
     losses = []
-    for _ in range(12):
+    for _ in range(20):
         logs = trainer.train_step(batch)
         losses.append(logs["l_g_pix"] + logs["l_p_pyramid"])
     assert min(losses[-3:]) < 0.8 * losses[0]
@@ -99,3 +100,55 @@ def test_resume_from_a_foreign_file_is_a_user_error(ffhq, tmp_path):
     trainer = Trainer(tiny_config(ffhq, tmp_path, **cheap_losses(), use_components=False), device="cpu")
     with pytest.raises(VidrestoreError, match="not a vidrestore training checkpoint"):
         trainer.load(junk)
+
+
+def _group_lr(trainer: Trainer, name: str) -> float:
+    param = dict(trainer.net_g.named_parameters())[name]
+    return next(g["lr"] for g in trainer.optimizers["g"].param_groups if any(p is param for p in g["params"]))
+
+
+def test_generator_learning_rates_are_those_of_the_papers_equalized_layers(ffhq, tmp_path):
+    trainer = Trainer(tiny_config(ffhq, tmp_path, **cheap_losses(), use_components=False), device="cpu")
+    lr, lr_mlp, feat = trainer.cfg.optim.lr_g, trainer.cfg.optim.lr_mlp, trainer.cfg.network_g.num_style_feat
+    conv = trainer.net_g.stylegan_decoder.style_conv1.modulated_conv.weight  # (1, out, in, 3, 3)
+    assert _group_lr(trainer, "stylegan_decoder.style_conv1.modulated_conv.weight") == pytest.approx(
+        lr / math.sqrt(conv.shape[2] * 9))
+    assert _group_lr(trainer, "stylegan_decoder.style_mlp.1.weight") == pytest.approx(lr * lr_mlp / math.sqrt(feat))
+    assert _group_lr(trainer, "stylegan_decoder.style_mlp.1.bias") == pytest.approx(lr * lr_mlp)
+    assert _group_lr(trainer, "stylegan_decoder.constant_input.weight") == pytest.approx(lr)
+    assert _group_lr(trainer, "stylegan_decoder.style_conv1.bias") == pytest.approx(lr)
+    first = trainer.net_g.conv_body_first.weight
+    assert _group_lr(trainer, "conv_body_first.weight") == pytest.approx(lr / math.sqrt(first[0].numel()))
+    trainable = sum(len(g["params"]) for g in trainer.optimizers["g"].param_groups)
+    assert trainable == sum(1 for p in trainer.net_g.parameters() if p.requires_grad)
+
+
+def test_the_papers_learning_rates_train_stably_with_the_adversarial_losses(ffhq, tmp_path):
+    cfg = tiny_config(ffhq, tmp_path, **cheap_losses())
+    trainer = Trainer(cfg, device="cpu")
+    dataset = FaceDataset(ffhq, 32, cfg.degradation, cache=True)
+    sampler = IterationBatchSampler(len(dataset), 2, 0, 0, 30)
+    for items in sampler:
+        logs = trainer.train_step(torch.utils.data.default_collate([dataset[i] for i in items]))
+        assert all(math.isfinite(v) for v in logs.values()), (trainer.iteration, logs)
+        assert abs(logs["real_score"]) < 50 and abs(logs["fake_score"]) < 50, (trainer.iteration, logs)
+        assert logs["l_g_pix"] < 1.0, (trainer.iteration, logs)  # outputs stay in range (pixel weight 0.1)
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing_broken(ffhq, tmp_path, monkeypatch):
+    cfg = tiny_config(ffhq, tmp_path, **cheap_losses(), use_components=False)
+    cfg.run.total_iter, cfg.run.save_every, cfg.run.val_every = 3, 1, 0
+    trainer = Trainer(cfg, device="cpu")
+    losses = trainer.generator_losses
+
+    def poisoned(*args, **kwargs):
+        terms = losses(*args, **kwargs)
+        if trainer.iteration == 2:
+            terms["l_g_pix"] = terms["l_g_pix"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer, "generator_losses", poisoned)
+    with pytest.raises(VidrestoreError, match="diverged at iteration 2: l_g_pix"):
+        trainer.fit(3, FaceDataset(ffhq, 32, cfg.degradation, cache=True))
+    assert (tmp_path / "net_g_1.pth").is_file() and not (tmp_path / "net_g_2.pth").exists()
+    assert torch.load(tmp_path / "latest.pth", weights_only=True)["iteration"] == 1

@@ -1,8 +1,9 @@
 """Discriminators of GFP-GAN training: the StyleGAN2 discriminator and the facial component discriminator.
 
-"Clean" form, consistent with our generator: bilinear resampling, ordinary nn.Conv2d/nn.Linear layers
-whose weights are stored pre-scaled (no equalized-learning-rate multiplier at run time), leaky ReLU
-0.2 with the StyleGAN2 gain sqrt(2).
+Bilinear resampling (as our generator), leaky ReLU 0.2 with the StyleGAN2 gain sqrt(2), and
+equalized-learning-rate layers as in the paper's discriminators: weights stored N(0, 1) and scaled by
+1/sqrt(fan_in) at run time, so Adam at the paper's learning rate moves every layer by the same relative
+amount (with pre-scaled weights a 2e-3 step is 5-15% of a weight and training diverges).
 """
 
 from __future__ import annotations
@@ -23,18 +24,42 @@ def downsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
 
 
+class EqualConv2d(nn.Module):
+    """Convolution with an equalized learning rate: N(0,1) weights times 1/sqrt(fan_in) at run time."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.padding = kernel_size // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with an equalized learning rate."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.scale = 1 / math.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
 class ConvLayer(nn.Module):
-    """Optional bilinear x0.5 downsampling, a convolution, and leaky ReLU x sqrt(2) when `activate`."""
+    """Optional bilinear x0.5 downsampling, an equalized convolution, and leaky ReLU x sqrt(2) when `activate`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
                  bias: bool = True, activate: bool = True) -> None:
         super().__init__()
         self.downsample = downsample
         self.activate = activate
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
-        nn.init.kaiming_normal_(self.conv.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
-        if bias:
-            nn.init.zeros_(self.conv.bias)
+        self.conv = EqualConv2d(in_channels, out_channels, kernel_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample:
@@ -88,11 +113,8 @@ class StyleGAN2Discriminator(nn.Module):
             in_channels = channels[2 ** (i - 1)]
         self.conv_body = nn.Sequential(*blocks)
         self.final_conv = ConvLayer(in_channels + 1, channels[4], 3)
-        self.final_linear1 = nn.Linear(channels[4] * 4 * 4, channels[4])
-        self.final_linear2 = nn.Linear(channels[4], 1)
-        for linear in (self.final_linear1, self.final_linear2):
-            nn.init.kaiming_normal_(linear.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
-            nn.init.zeros_(linear.bias)
+        self.final_linear1 = EqualLinear(channels[4] * 4 * 4, channels[4])
+        self.final_linear2 = EqualLinear(channels[4], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Realness logits (B, 1) of images (B, 3, S, S) in [-1, 1]."""

@@ -58,7 +58,7 @@ from vidrestore.train.perceptual import DEFAULT_LAYER_WEIGHTS, PerceptualLoss
 log = logging.getLogger(__name__)
 
 EMA_DECAY = 0.5 ** (32 / 10000)
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: equalized-lr discriminators, per-parameter generator learning rates
 DEGRADE_ON = ("loader", "device")
 
 
@@ -133,7 +133,8 @@ class LossConfig:
 class OptimConfig:
     """Adam settings and the MultiStepLR schedule; D's lazy-R1 correction is applied in code."""
 
-    lr_g: float = 2e-3
+    lr_g: float = 2e-3  # for the paper's equalized-lr layers; scaled per parameter (generator_param_groups)
+    lr_mlp: float = 0.01  # learning-rate multiplier of the style MLP (StyleGAN2)
     betas_g: tuple[float, float] = (0.0, 0.99)
     lr_d: float = 2e-3
     betas_d: tuple[float, float] = (0.0, 0.99)
@@ -285,6 +286,43 @@ def _to_hwc01(image: torch.Tensor) -> np.ndarray:
     return ((image.detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()
 
 
+def _check_finite(logs: dict[str, float], iteration: int, out_dir: Path) -> None:
+    """Stop a diverged run before it writes a checkpoint: which loss went non-finite, and where."""
+    bad = [name for name, value in logs.items() if not math.isfinite(value)]
+    if bad:
+        raise VidrestoreError(
+            f"training diverged at iteration {iteration}: {', '.join(bad)} not finite; lower the learning "
+            f"rates or loss weights, or resume from an earlier checkpoint in {out_dir}"
+        )
+
+
+def equalized_lr_factor(name: str, param: torch.Tensor, lr_mlp: float) -> float:
+    """Learning-rate factor that makes Adam step a pre-scaled (clean) parameter as the paper's equalized layer.
+
+    The released clean generator stores weights already multiplied by 1/sqrt(fan_in) (and the style MLP's
+    by lr_mlp too); the paper trained them as N(0,1) weights scaled at run time. Adam's step is about lr
+    in parameter units, so the same training needs lr x that scale here. Biases, noise strengths and the
+    constant input were never scaled.
+    """
+    factor = 1.0
+    is_weight = param.ndim >= 2 and not name.endswith(".bias") and "constant_input" not in name
+    if is_weight:
+        per_output = param[0, 0] if param.ndim == 5 else param[0]  # modulated: (1, out, in, k, k)
+        factor = 1 / math.sqrt(per_output.numel())
+    if ".style_mlp." in name:
+        factor *= lr_mlp
+    return factor
+
+
+def generator_param_groups(net: nn.Module, lr: float, lr_mlp: float) -> list[dict[str, Any]]:
+    """Adam parameter groups of the trainable generator parameters, one per learning rate."""
+    groups: dict[float, list[torch.Tensor]] = {}
+    for name, param in net.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(lr * equalized_lr_factor(name, param, lr_mlp), []).append(param)
+    return [{"params": params, "lr": group_lr} for group_lr, params in sorted(groups.items())]
+
+
 @contextmanager
 def _stop_requests() -> Iterator[threading.Event]:
     """An event set by Ctrl-C or SIGTERM while training, so the loop stops between iterations (resumable)."""
@@ -383,7 +421,7 @@ class Trainer:
         o, r1_every = self.cfg.optim, self.cfg.losses.r1_every
         ratio = r1_every / (r1_every + 1)
         self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "g": torch.optim.Adam([p for p in self.net_g.parameters() if p.requires_grad], lr=o.lr_g,
+            "g": torch.optim.Adam(generator_param_groups(self.net_g, o.lr_g, o.lr_mlp), lr=o.lr_g,
                                   betas=tuple(o.betas_g)),
             "d": torch.optim.Adam(self.net_d.parameters(), lr=o.lr_d * ratio,
                                   betas=(o.betas_d[0] ** ratio, o.betas_d[1] ** ratio)),
@@ -548,6 +586,7 @@ class Trainer:
             for batch in self.train_loader(stop, dataset):
                 logs = self.train_step(batch)
                 progress.update(1)
+                _check_finite(logs, self.iteration, out_dir)
                 if self.iteration % run.log_every == 0 or self.iteration == stop:
                     self._log(logs)
                 if run.val_every and self.iteration % run.val_every == 0 and self.cfg.data.val_gt:
@@ -643,8 +682,11 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or foreign files fail in many ways; all mean "cannot resume"
             raise VidrestoreError(f"cannot resume from {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(state, dict) or "format" not in state:
             raise VidrestoreError(f"{path} is not a vidrestore training checkpoint")
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise VidrestoreError(f"{path} is a training checkpoint of format {state['format']}, this version resumes "
+                                  f"format {CHECKPOINT_FORMAT}; start G from it with network_g.pretrained instead")
         self.net_g.load_state_dict(state["params"])
         self.net_g_ema.load_state_dict(state["params_ema"])
         self.net_d.load_state_dict(state["net_d"])
