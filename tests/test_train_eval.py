@@ -7,15 +7,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from vidrestore.cli import main
-from vidrestore.models import GFPGAN
 from vidrestore.train.evaluate import evaluate
 from vidrestore.train.metrics import laplacian_sharpness, psnr, ssim
 from vidrestore.train.trainer import TrainConfig
 
-from train_support import REPO_ROOT
+from train_support import REPO_ROOT, save_tiny_restorer
 
 
 def test_psnr_of_identical_images_is_infinite():
@@ -52,11 +50,7 @@ def test_sharpness_prefers_detail():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = GFPGAN(out_size=32, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.125)
-    path = tmp_path_factory.mktemp("model") / "tiny.pth"
-    torch.save({"params_ema": net.state_dict()}, path)
-    return path
+    return save_tiny_restorer(tmp_path_factory.mktemp("model") / "tiny.pth")
 
 
 def test_evaluate_on_paired_folders_writes_reports(tiny_model, media_dir, tmp_path):

@@ -152,6 +152,7 @@ def test_manifest_lists_the_release_files_with_valid_checks():
         "parsenet": "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
         "arcface_resnet18": "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth",
         "vgg19": "https://download.pytorch.org/models/vgg19-dcbf9e7d.pth",
+        "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         "stylegan2_512_prior": "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
         "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
         "ffhq_component_boxes":

@@ -7,6 +7,8 @@ Data layouts (DIR):
 No-reference scores, of outputs and inputs: NIQE (lower is better) when a pristine model is found
 (`niqe_model`, else the `niqe_pristine` weights file, looked up offline) and the faces hold at least
 two 96x96 blocks; and the Laplacian sharpness (metrics.laplacian_sharpness), always.
+Full-reference scores against the ground truth: PSNR, SSIM, LPIPS when the `lpips` package and the `alexnet`
+weights file are present (metrics.load_lpips, looked up offline) and identity with the ArcFace weights.
 Writes metrics.json (per image and means), report.md and grid.png (input | output | ground truth),
 each atomically. PSNR of identical images is infinite and is written as the string "inf" in JSON.
 """
@@ -143,7 +145,7 @@ def evaluate(
     samples, source = _samples(data, out_size, seed, degraded, degradation)
     if limit:
         samples = samples[:limit]
-    lpips_scorer = load_lpips()
+    lpips_scorer = load_lpips(dev)
     identity_net = _load_identity_net(arcface, dev)
     rows, grid_rows = [], []
     for sample in tqdm(samples, desc="eval", unit="face", disable=len(samples) < 2):
@@ -177,7 +179,8 @@ def _summarise(rows: list[dict[str, Any]], model: str | Path, source: str, has_l
     means = {k: _mean([r.get(k) for r in rows]) for k in keys if any(k in r for r in rows)}
     skipped = {}
     if not has_lpips:
-        skipped["lpips"] = "the lpips package or its weights are not installed"
+        skipped["lpips"] = ('needs the lpips package (pip install -e ".[train]") and the alexnet weights file '
+                            "(vidrestore weights download alexnet)")
     if not has_identity:
         skipped["identity"] = "arcface_resnet18.pth not found (vidrestore weights download arcface_resnet18)"
     if not has_niqe:

@@ -2,7 +2,10 @@
 
 Full-reference: PSNR and SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
 computed per channel on the valid region and averaged), both on float images in [0,1].
-LPIPS: only with the `lpips` package and its weights installed; otherwise reported as unavailable.
+LPIPS (Zhang et al. 2018, lower is better): the reference `lpips` package (the `train` extra) with its
+AlexNet variant: its packaged linear layers (v0.1) on a torchvision AlexNet backbone read from the
+`alexnet` weights file, looked up offline (`vidrestore weights download alexnet`); without the package or
+the file it is reported as unavailable.
 Identity: cosine similarity of ArcFace embeddings, only when the ArcFace weights are present.
 No-reference: NIQE lives in vidrestore.train.niqe (it needs a pristine model file); here, the variance of
 the Laplacian of the gray image on the 0-255 scale, a sharpness score (higher = sharper; it also rises
@@ -13,13 +16,18 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from vidrestore.errors import CheckpointError
+
 log = logging.getLogger(__name__)
 
+LPIPS_BACKBONE = "alexnet"  # the weights manager's name for the torchvision AlexNet checkpoint
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
@@ -62,24 +70,70 @@ def laplacian_sharpness(img: np.ndarray) -> float:
     return float(cv2.Laplacian(np.asarray(gray, np.float64) * 255.0, cv2.CV_64F).var())
 
 
-def load_lpips():
-    """An LPIPS (VGG) scorer when the `lpips` package and its weights can be loaded offline, else None."""
+def build_lpips(backbone: str | Path):
+    """The LPIPS (AlexNet, v0.1) scorer with its backbone read from a torchvision AlexNet checkpoint.
+
+    The scorer is built without a download (random backbone, the package's linear layers), then the
+    `features.<i>.*` tensors of the checkpoint (a full AlexNet state dict, or its `features.*` part only)
+    are copied into lpips's slices, whose modules keep torchvision's indices. Needs the `lpips` package.
+    """
+    import lpips  # noqa: PLC0415 - optional dependency (the `train` extra)
+
+    with warnings.catch_warnings():  # lpips asks torchvision for `pretrained=False`, a deprecated spelling
+        warnings.simplefilter("ignore", UserWarning)
+        scorer = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    _load_alexnet_features(scorer.net, Path(backbone))
+    scorer.eval()
+    for param in scorer.parameters():
+        param.requires_grad = False
+    return scorer
+
+
+def _load_alexnet_features(net: torch.nn.Module, path: Path) -> None:
+    """Copy `features.<i>.weight/bias` of a torchvision AlexNet checkpoint into lpips's `slice<k>.<i>.*`."""
+    from vidrestore.models.loading import read_checkpoint
+
+    state = read_checkpoint(path)
+    picked = {}
+    for name, own in net.state_dict().items():
+        _slice, index, kind = name.split(".")
+        key = f"features.{index}.{kind}"
+        found = state.get(key)
+        if found is None or found.shape != own.shape:
+            what = "is missing" if found is None else f"has shape {tuple(found.shape)}, not {tuple(own.shape)}"
+            raise CheckpointError(
+                f"{path} is not a torchvision AlexNet checkpoint ({key} {what}); LPIPS needs the "
+                f"{LPIPS_BACKBONE} weights file (vidrestore weights download {LPIPS_BACKBONE})"
+            )
+        picked[name] = found
+    net.load_state_dict(picked, strict=True)
+
+
+def load_lpips(device: torch.device | str = "cpu"):
+    """The LPIPS scorer on `device` when the `lpips` package and the `alexnet` file are present, else None.
+
+    The file is looked up offline; one that is found but does not fit raises CheckpointError.
+    """
+    from vidrestore.weights import find_weights, locate, spec_for
+
     try:
-        import lpips  # noqa: PLC0415 - optional dependency
+        import lpips  # noqa: F401, PLC0415 - optional dependency (the `train` extra)
     except ImportError:
-        log.info("LPIPS skipped: the lpips package is not installed")
+        log.info("LPIPS skipped: the lpips package is not installed (pip install -e \".[train]\")")
         return None
-    try:
-        return lpips.LPIPS(net="vgg", verbose=False).eval()
-    except Exception as exc:  # its backbone weights may be missing offline
-        log.info("LPIPS skipped: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    spec = spec_for(LPIPS_BACKBONE)
+    if locate(spec) is None:
+        log.info("LPIPS skipped: %s (%s) not found locally (vidrestore weights download %s)",
+                 spec.filename, spec.name, spec.name)
         return None
+    return build_lpips(find_weights(spec.name, offline=True)).to(device)
 
 
 def lpips_distance(scorer, out: torch.Tensor, gt: torch.Tensor) -> float:
-    """LPIPS distance of (1,3,H,W) images in [-1,1]."""
+    """LPIPS distance of two (B,3,H,W) batches in [-1,1] (H, W >= 31 for AlexNet), averaged over the batch."""
+    device = next(scorer.parameters()).device
     with torch.no_grad():
-        return float(scorer(out.float(), gt.float()).mean())
+        return float(scorer(out.float().to(device), gt.float().to(device)).mean())
 
 
 def identity_similarity(net: torch.nn.Module, out: torch.Tensor, gt: torch.Tensor) -> float:
