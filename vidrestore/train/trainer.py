@@ -602,7 +602,8 @@ class Trainer:
         progress.close()
 
     def _log(self, logs: dict[str, float]) -> None:
-        lr = self.schedulers["g"].get_last_lr()[0]
+        group = self.optimizers["g"].param_groups[0]  # every G group follows the schedule by the same factor
+        lr = self.cfg.optim.lr_g * group["lr"] / group["initial_lr"]
         text = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
         log.info("iter %d lr %.3g %s", self.iteration, lr, text)
         writer = self._tensorboard()
