@@ -152,3 +152,21 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing_broken(ffhq,
         trainer.fit(3, FaceDataset(ffhq, 32, cfg.degradation, cache=True))
     assert (tmp_path / "net_g_1.pth").is_file() and not (tmp_path / "net_g_2.pth").exists()
     assert torch.load(tmp_path / "latest.pth", weights_only=True)["iteration"] == 1
+
+
+def test_losses_and_validation_are_logged_to_tensorboard(ffhq, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(ffhq, tmp_path, **cheap_losses(), use_components=False)
+    cfg.data.val_gt, cfg.data.val_limit = str(ffhq), 1
+    cfg.run.total_iter, cfg.run.val_every, cfg.run.save_every, cfg.run.log_every = 2, 2, 0, 1
+    cfg.run.tensorboard = True
+    trainer = Trainer(cfg, device="cpu")
+    trainer.fit(2, FaceDataset(ffhq, 32, cfg.degradation, cache=True))
+    trainer._tensorboard().flush()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/l_g_pix", "train/l_d", "val/psnr", "val/psnr_input"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/l_g_pix")] == [1, 2]
+    assert events.Scalars("val/psnr")[0].value == pytest.approx(trainer.validate()["psnr"], rel=1e-6)
