@@ -22,7 +22,7 @@ import numpy as np
 
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig, analyze_frames, box_iou
-from vidrestore.faces.types import Detection, FrameFaces, eye_distance
+from vidrestore.faces.types import Detection, FrameFaces
 from vidrestore.pipeline.track import read_video
 
 log = logging.getLogger(__name__)
