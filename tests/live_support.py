@@ -372,11 +372,12 @@ def frame_number(picture: np.ndarray) -> int:
 
 
 def live_output(image: np.ndarray, index: int, pts: int | None = None, connection: int = 1,
-                time_base: Fraction = Fraction(1, 90000), arrival: float | None = None) -> LiveOutput:
+                time_base: Fraction = Fraction(1, 90000), arrival: float | None = None,
+                rate: Fraction | None = None) -> LiveOutput:
     """A LiveOutput as the live runner hands it to the sinks."""
     return LiveOutput(image=image, pts=pts, time_base=time_base,
                       arrival=time.monotonic() if arrival is None else arrival, sequence=index,
-                      connection=connection, faces=0, restored=True)
+                      connection=connection, faces=0, restored=True, rate=rate)
 
 
 def identify(picture: np.ndarray, rows: slice = slice(None), tolerance: float = 8.0) -> int:

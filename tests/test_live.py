@@ -41,7 +41,8 @@ class Collector:
             in_flight = s.frames_in - s.frames_out - s.dropped
         self.outputs.append({"stamp": read_number(output.image), "seconds": output.seconds, "faces": output.faces,
                              "restored": output.restored, "sequence": output.sequence,
-                             "connection": output.connection, "in_flight": in_flight, "shape": output.image.shape})
+                             "connection": output.connection, "in_flight": in_flight, "shape": output.image.shape,
+                             "rate": output.rate})
 
     def idle(self, message: str) -> None:
         self.idle_messages.append(message)
@@ -71,6 +72,7 @@ def test_a_file_at_its_own_rate_is_restored_in_order(work, detector_weights) -> 
     assert stats.frames_out == len(out) and stats.frames_in == 60 and stats.frames_out + stats.dropped == 60
     assert [o["sequence"] for o in out] == [n + 1 for n in stamps]  # each output is the source frame it says
     assert all(abs(o["seconds"] - o["stamp"] / FPS) < 1e-6 for o in out)  # each frame keeps its source time
+    assert {o["rate"] for o in out} == {FPS}  # and the source's frame rate reaches the sinks
     assert sum(o["faces"] > 0 for o in out) >= 0.9 * len(out) and all(o["restored"] for o in out)
     assert sink.closed and not pipeline_threads()
 

@@ -118,6 +118,31 @@ def test_recording_rebases_timestamps_and_continues_after_a_reconnect(tmp_path: 
     assert sink.dropped == 0 and sink.frames == 24
 
 
+def test_recording_takes_its_frame_step_from_the_sources_rate(tmp_path: Path) -> None:
+    sink = RecordingSink(tmp_path / "rec.mkv", queue_frames=NO_DROPS)  # no rate given: the source's
+    fifty = Fraction(50)
+    sink.write(live_output(numbered_frame(0, 160, 120), 0, pts=90_000, connection=1, rate=fifty))
+    # a reconnect after one frame: no interval seen yet, so the next frame comes one nominal step later
+    sink.write(live_output(numbered_frame(1, 160, 120), 1, pts=0, connection=2, rate=fifty))
+    sink.close()
+    assert [t for t, _, _ in decoded(tmp_path / "rec.mkv")] == [0, Fraction(1, 50)]
+
+
+def test_restream_takes_the_sources_rate_unless_one_is_given() -> None:
+    port = free_port(socket.SOCK_DGRAM)  # nobody listens: UDP sends regardless
+    follows = RestreamSink(f"udp://127.0.0.1:{port}")
+    fixed = RestreamSink(f"udp://127.0.0.1:{port}", rate=Fraction(30))
+    try:
+        for i in range(3):
+            for sink in (follows, fixed):
+                sink.write(live_output(numbered_frame(i), i, pts=i * 1800, rate=Fraction(50)))
+    finally:
+        follows.close()
+        fixed.close()
+    assert follows.rate == 50 and follows.settings.options["g"] == "50" and follows.sent == 3
+    assert fixed.rate == 30 and fixed.settings.options["g"] == "30"
+
+
 def test_timeline_never_goes_back() -> None:
     timeline = Timeline(TB, Fraction(30))
 

@@ -228,6 +228,7 @@ class RecordingSink(QueuedSink):
     def _record(self, output: LiveOutput) -> None:
         """Write one frame, starting a new file first when the segment is full or the size changed."""
         if self._timeline is None:
+            self.rate_hint = self.rate_hint or output.rate  # the source's rate, unless one was given
             base = Fraction(output.time_base) if output.pts is not None else FINE_TIME_BASE
             self._timeline = Timeline(base, self.rate_hint)
         ticks = self._timeline.place(output)

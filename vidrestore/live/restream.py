@@ -79,6 +79,7 @@ class RestreamSink(QueuedSink):
             raise VidrestoreError(f"cannot re-stream to {url}: FFmpeg has no {self.format!r} muxer")
         self.options = {**FORMAT_OPTIONS.get(self.format or "", {}), **(options or {})}
         self.rate = Fraction(rate) if rate else DEFAULT_RATE
+        self._follow_source_rate = rate is None and settings is None  # until the first connection
         self.settings = (settings or stream_settings(self.rate)).resolved()
         check_encoder(self.settings)
         self.sent = 0  # frames sent
@@ -141,6 +142,10 @@ class RestreamSink(QueuedSink):
                              else WAITING_SIZE[::-1])
             return no_signal_picture(width, height, item.message, self._last_image), item.arrival
         self._last_image = item.image
+        if self._follow_source_rate and item.rate and self.connections == 0:
+            self.rate = Fraction(item.rate)
+            self.settings = stream_settings(self.rate).resolved()  # a keyframe every second of the source
+            self._follow_source_rate = False
         return item.image, item.arrival
 
     def _fix_size(self, picture: np.ndarray, idle: bool) -> None:

@@ -196,7 +196,7 @@ def deliver_stage(hub: SinkHub, inflight: _InFlight) -> StageFn:
             live = inflight.get(frame)
             output = LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=live.arrival,
                                 sequence=live.sequence, connection=live.connection, faces=item.faces,
-                                restored=not live.late)
+                                restored=not live.late, rate=live.rate)
             hub.put(output, done=lambda frame=frame: inflight.pop(frame))  # in flight until the sinks have it
         yield from ()
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Iterator
 
 import av
@@ -102,6 +103,7 @@ class LiveSource:
         self._thread: threading.Thread | None = None
         self._sequence = 0
         self.connection = 0
+        self.rate: Fraction | None = None  # nominal frame rate of the open stream, when it declares one
         self.last_problem = ""
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class LiveSource:
         now = time.monotonic()
         self._sequence += 1
         frame.index = self._sequence
-        live = LiveFrame(frame, now, self._sequence, self.connection)
+        live = LiveFrame(frame, now, self._sequence, self.connection, rate=self.rate)
         with self._cond:
             while len(self._frames) >= self.options.queue_size:
                 self._frames.popleft()
@@ -220,6 +222,7 @@ class LiveSource:
             stream = video_stream(container, self.source)
             stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"  # frame threading adds delay
             self.connection += 1
+            self.rate = stream.average_rate or stream.guessed_rate or None
             if self.connection > 1 and self.kind != "file":
                 self.stats.reconnects += 1
             log.info("source up: %s (%dx%d, connection %d)", describe(self.source), stream.codec_context.width,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +29,7 @@ class LiveFrame:
     sequence: int  # frames the source delivered since the start, across reconnects
     connection: int  # 1 for the first connection, +1 at each reconnect (timestamps restart)
     late: bool = False  # set when the policy sends it on unrestored
+    rate: Fraction | None = None  # the source's nominal frame rate, when its stream declares one
 
 
 @dataclass(eq=False)
@@ -42,6 +44,7 @@ class LiveOutput:
     connection: int
     faces: int  # faces restored in this frame
     restored: bool  # False when passed through unrestored (policy "passthrough" while behind)
+    rate: Fraction | None = None  # the source's nominal frame rate, when its stream declares one
 
     @property
     def seconds(self) -> float | None:
