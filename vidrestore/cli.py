@@ -7,6 +7,7 @@ Ctrl-C exits with 130. `--debug` shows tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from typing import Callable, Sequence
@@ -60,6 +61,15 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
 # --- bench ---------------------------------------------------------------------------------------
 
 
+def _bench_runner(name: str):
+    """The handler of `vidrestore bench NAME`: vidrestore.bench.NAME.run_cli, imported when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(f"vidrestore.bench.{name}").run_cli(args)
+
+    return run
+
+
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade}")
@@ -73,7 +83,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--compile", action="store_true", help="torch.compile the model first")
     mp.add_argument("--skip-precision-check", action="store_true", help="skip the bf16-vs-fp32 comparison")
     mp.add_argument("--output", help="also write the table as Markdown to this file")
-    mp.set_defaults(handler=_cmd_bench_model)
+    mp.set_defaults(handler=_bench_runner("model"))
     _add_bench_video_parser(bsub)
     _add_bench_pipeline_parser(bsub)
     _add_bench_faces_parser(bsub)
@@ -93,13 +103,7 @@ def _add_bench_degrade_parser(bsub: argparse._SubParsersAction) -> None:
     dp.add_argument("--batches", type=int, default=4, help="batches timed on the device path")
     dp.add_argument("--steps", type=int, default=3, help="training iterations timed (0: none)")
     dp.add_argument("--output", help="also write the report as Markdown to this file")
-    dp.set_defaults(handler=_cmd_bench_degrade)
-
-
-def _cmd_bench_degrade(args: argparse.Namespace) -> int:
-    from vidrestore.bench import degrade as bench_degrade
-
-    return bench_degrade.run_cli(args)
+    dp.set_defaults(handler=_bench_runner("degrade"))
 
 
 def _add_bench_live_parser(bsub: argparse._SubParsersAction) -> None:
@@ -112,19 +116,7 @@ def _add_bench_live_parser(bsub: argparse._SubParsersAction) -> None:
     lp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     lp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
     lp.add_argument("--output", help="also write the table as Markdown to this file")
-    lp.set_defaults(handler=_cmd_bench_live)
-
-
-def _cmd_bench_live(args: argparse.Namespace) -> int:
-    from vidrestore.bench import live as bench_live
-
-    return bench_live.run_cli(args)
-
-
-def _cmd_bench_model(args: argparse.Namespace) -> int:
-    from vidrestore.bench import model as bench_model
-
-    return bench_model.run_cli(args)
+    lp.set_defaults(handler=_bench_runner("live"))
 
 
 def _add_bench_video_parser(bsub: argparse._SubParsersAction) -> None:
@@ -135,13 +127,7 @@ def _add_bench_video_parser(bsub: argparse._SubParsersAction) -> None:
     vp.add_argument("--preset", default=None, help="encoder preset (default: the codec's)")
     vp.add_argument("--threads", type=int, default=0, help="encoder threads (0: automatic)")
     vp.add_argument("--output", help="also write the table as Markdown to this file")
-    vp.set_defaults(handler=_cmd_bench_video)
-
-
-def _cmd_bench_video(args: argparse.Namespace) -> int:
-    from vidrestore.bench import video as bench_video
-
-    return bench_video.run_cli(args)
+    vp.set_defaults(handler=_bench_runner("video"))
 
 
 def _add_bench_pipeline_parser(bsub: argparse._SubParsersAction) -> None:
@@ -155,13 +141,7 @@ def _add_bench_pipeline_parser(bsub: argparse._SubParsersAction) -> None:
     pp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
     pp.add_argument("--baseline-frames", type=int, help="frames the per-frame baseline runs on (default: all)")
     pp.add_argument("--output", help="also write the table as Markdown to this file")
-    pp.set_defaults(handler=_cmd_bench_pipeline)
-
-
-def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    from vidrestore.bench import pipeline as bench_pipeline
-
-    return bench_pipeline.run_cli(args)
+    pp.set_defaults(handler=_bench_runner("pipeline"))
 
 
 def _add_bench_faces_parser(bsub: argparse._SubParsersAction) -> None:
@@ -175,13 +155,7 @@ def _add_bench_faces_parser(bsub: argparse._SubParsersAction) -> None:
     fp.add_argument("--lag", type=int, default=0, help="frames of look-ahead for landmark smoothing (default 0, causal)")
     fp.add_argument("--hd-clip", help="video upscaled to 1080p for the timing (default: the first one)")
     fp.add_argument("--output", help="also write the report as Markdown to this file")
-    fp.set_defaults(handler=_cmd_bench_faces)
-
-
-def _cmd_bench_faces(args: argparse.Namespace) -> int:
-    from vidrestore.bench import faces as bench_faces
-
-    return bench_faces.run_cli(args)
+    fp.set_defaults(handler=_bench_runner("faces"))
 
 
 def _add_bench_server_parser(bsub: argparse._SubParsersAction) -> None:
@@ -195,13 +169,7 @@ def _add_bench_server_parser(bsub: argparse._SubParsersAction) -> None:
     sp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     sp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     sp.add_argument("--output", help="also write the table as Markdown to this file")
-    sp.set_defaults(handler=_cmd_bench_server)
-
-
-def _cmd_bench_server(args: argparse.Namespace) -> int:
-    from vidrestore.bench import server as bench_server
-
-    return bench_server.run_cli(args)
+    sp.set_defaults(handler=_bench_runner("server"))
 
 
 # --- probe ---------------------------------------------------------------------------------------

@@ -74,9 +74,8 @@ def time_device_path(gt: torch.Tensor, cfg: TrainConfig, batches: int) -> float:
     return 1000 * (time.perf_counter() - start) / (batches * b)
 
 
-def time_train_step(trainer: Trainer, steps: int) -> float:
+def time_train_step(trainer: Trainer, dataset: FaceDataset, steps: int) -> float:
     """ms per training iteration on the trainer's device, data already degraded (after one warm-up)."""
-    dataset = trainer.train_dataset()
     batch = collate_samples([dataset[(i, 0)] for i in range(trainer.cfg.run.batch_size)])
     trainer.train_step(batch)
     _sync(trainer.device)
@@ -91,7 +90,7 @@ def run(cfg: TrainConfig, device: torch.device, images: int, batches: int, steps
     """Time both degradation paths, and `steps` training iterations when steps > 0, for `cfg` on `device`."""
     cfg.data.degrade_on = "loader"
     dataset = FaceDataset(cfg.data.train, cfg.network_g.out_size, cfg.degradation, seed=cfg.run.seed, cache=True)
-    faces = [dataset._hq(i) for i in range(min(len(dataset), 16))]
+    faces = [dataset.hq(i) for i in range(min(len(dataset), 16))]
     b = cfg.run.batch_size
     gt = torch.from_numpy(np.stack([faces[i % len(faces)][:, :, ::-1] for i in range(b)]).copy())
     gt = gt.permute(0, 3, 1, 2).to(device)
@@ -102,7 +101,7 @@ def run(cfg: TrainConfig, device: torch.device, images: int, batches: int, steps
     step = None
     if steps > 0:
         log.info("timing %d training iterations", steps)
-        step = time_train_step(Trainer(cfg, device=device), steps)
+        step = time_train_step(Trainer(cfg, device=device), dataset, steps)
     return DegradeTimings(cfg.network_g.out_size, b, cfg.data.num_workers, loader, on_device, step)
 
 

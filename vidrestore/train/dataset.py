@@ -131,7 +131,8 @@ class FaceDataset(Dataset):
             raise VidrestoreError(f"no component boxes for {self.files[index].name} (key {key}) in the landmarks file")
         return self.landmarks[key]
 
-    def _hq(self, index: int) -> np.ndarray:
+    def hq(self, index: int) -> np.ndarray:
+        """Face `index` as float32 BGR [0,1] at out_size (cached when the dataset caches)."""
         if self._cache is None:
             return read_image(self.files[index], self.out_size)
         if index not in self._cache:
@@ -142,7 +143,7 @@ class FaceDataset(Dataset):
         """Sample `index`, or `(index, epoch)`: the epoch changes the random draws."""
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         rng = sample_rng(self.seed, index, epoch)
-        gt = self._hq(index)
+        gt = self.hq(index)
         flipped = bool(self.use_hflip and rng.uniform() < 0.5)
         if flipped:
             gt = np.ascontiguousarray(gt[:, ::-1])
