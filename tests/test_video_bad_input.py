@@ -185,6 +185,6 @@ def test_copied_stream_the_container_cannot_hold(tmp_path):
 
 
 def test_quality_on_lossless_codec_is_refused(tmp_path, good):
-    with pytest.raises(MediaError, match="no quality setting"):
+    with pytest.raises(MediaError, match="ffv1 is lossless: leave out --crf"):
         VideoSink(tmp_path / "out.mkv", probe(good), EncoderSettings(codec="ffv1", quality=10))
     assert leftovers(tmp_path) == []

@@ -10,11 +10,15 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from conftest import REPO_ROOT
+from videogen import make_video
 from vidrestore import cli, weights
 from vidrestore.errors import WeightsError
 from vidrestore.weights import VerifyStatus, WeightSpec
@@ -33,7 +37,7 @@ REAL_REPO_WEIGHTS_DIR = weights.repo_weights_dir
 class ServerState:
     """What the test server serves and how it misbehaves; `ranges` records each request's Range header."""
 
-    mode: str = "good"  # good | corrupt | cut_once | cut_always | no_range | missing
+    mode: str = "good"  # good | corrupt | cut_once | cut_always | no_range | missing | error
     ranges: list = dataclasses.field(default_factory=list)
 
 
@@ -54,6 +58,9 @@ def _make_handler(state: ServerState) -> type[http.server.BaseHTTPRequestHandler
         def do_GET(self) -> None:
             range_header = self.headers.get("Range")
             state.ranges.append(range_header)
+            if state.mode == "error":
+                self.send_error(500)
+                return
             if state.mode == "missing" or self.path != f"/{TEST_FILE}":
                 self.send_error(404)
                 return
@@ -127,7 +134,7 @@ def known_testnet(monkeypatch: pytest.MonkeyPatch):
     """Replace the manifest by a single test entry; returns a setter to change that entry."""
 
     def use(spec: WeightSpec) -> WeightSpec:
-        monkeypatch.setattr(weights, "KNOWN", {spec.name: spec})
+        monkeypatch.setattr(weights, "known", lambda: {spec.name: spec})
         return spec
 
     return use
@@ -159,15 +166,15 @@ def test_manifest_lists_the_release_files_with_valid_checks():
             "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
         "niqe_pristine": "https://github.com/XPixelGroup/BasicSR/raw/master/basicsr/metrics/niqe_pris_params.npz",
     }
-    assert {name: spec.url for name, spec in weights.KNOWN.items()} == expected_urls
-    for spec in weights.KNOWN.values():
+    assert {name: spec.url for name, spec in weights.known().items()} == expected_urls
+    for spec in weights.known().values():
         assert spec.url.endswith("/" + spec.filename)
         assert spec.kind in weights.KINDS
 
 
 def test_shared_mobilenet_file_is_not_claimed_as_the_release_file(detector_weights: Path):
     """The shared test copy is not confirmed identical to facexlib's release: its hash must not be listed."""
-    spec = weights.KNOWN["retinaface_mobile0.25"]
+    spec = weights.known()["retinaface_mobile0.25"]
     assert spec.sha256 != "38ec7bb3c9cbfe2f40edabc05fab970a6d648747cbc534092be85d5eb9b37ed0"
     assert weights.verify(detector_weights, spec).status is not VerifyStatus.OK
 
@@ -180,9 +187,27 @@ def test_manifest_with_a_malformed_sha256_is_rejected(tmp_path: Path):
         weights.load_manifest(bad)
 
 
+def test_manifest_ships_inside_the_package_and_is_read_on_first_use():
+    """A wheel has no weights/ folder: the manifest is package data, and importing the module reads nothing."""
+    packaged = Path(str(weights.packaged_manifest()))
+    assert packaged.parent == Path(weights.__file__).parent
+    assert weights.load_manifest(packaged) == weights.known()
+    probe = "import vidrestore.weights as w; print(w.known.cache_info().currsize)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "0"
+
+
+def test_a_name_of_another_kind_is_refused_with_the_names_of_that_kind():
+    with pytest.raises(WeightsError) as err:
+        weights.find_weights("retinaface_resnet50", kind="restorer", offline=True)
+    message = str(err.value)
+    assert "unknown restorer checkpoint 'retinaface_resnet50'" in message
+    assert "GFPGANv1.4" in message and "parsenet" not in message
+
+
 @pytest.mark.parametrize("alias", ["GFPGANv1.4", "gfpganv1.4", "GFPGANv1.4.pth", "v1.4", "1.4", " V1.4 "])
 def test_gfpgan_aliases_resolve_to_the_same_spec(alias: str):
-    assert weights.spec_for(alias) is weights.KNOWN["GFPGANv1.4"]
+    assert weights.spec_for(alias) is weights.known()["GFPGANv1.4"]
 
 
 def test_detector_found_by_file_name():
@@ -193,7 +218,7 @@ def test_unknown_name_lists_the_known_names():
     with pytest.raises(WeightsError) as err:
         weights.find_weights("GFPGANv9")
     assert "GFPGANv9" in str(err.value)
-    for name in weights.KNOWN:
+    for name in weights.known():
         assert name in str(err.value)
 
 
@@ -215,8 +240,7 @@ def test_cache_defaults_to_home_when_xdg_is_unset(isolated, monkeypatch: pytest.
 
 
 def test_repository_weights_folder_is_searched_from_a_checkout():
-    assert REAL_REPO_WEIGHTS_DIR() == weights.MANIFEST_PATH.parent
-    assert (weights.MANIFEST_PATH.parent / "manifest.json").is_file()
+    assert REAL_REPO_WEIGHTS_DIR() == REPO_ROOT / "weights"
 
 
 def test_env_folder_beats_the_cache(isolated, known_testnet):
@@ -383,6 +407,80 @@ def test_http_404_fails_at_once(isolated, server):
     assert files_in(isolated["dest"]) == []
 
 
+def test_failed_download_says_what_to_do_instead(isolated, known_testnet, server, monkeypatch):
+    """After the retries, the error names the folders searched, $VIDRESTORE_WEIGHTS and --offline."""
+    base, state = server
+    state.mode = "error"
+    known_testnet(make_spec())
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS_URL_BASE", base)
+    with pytest.raises(WeightsError) as err:
+        weights.find_weights("testnet", progress=False)
+    message = str(err.value)
+    assert f"cannot download {TEST_FILE}" in message and "after 4 attempts" in message and "500" in message
+    assert "--offline" in message and "VIDRESTORE_WEIGHTS " in message
+    for folder in weights.search_dirs():
+        assert str(folder) in message
+    assert "\n" not in message
+    assert len(state.ranges) == 4
+    assert files_in(weights.user_cache_dir()) == []
+
+
+def two_known_specs(known_testnet, monkeypatch: pytest.MonkeyPatch) -> list[WeightSpec]:
+    """The test entry and a second one whose file the test server does not have (404)."""
+    specs = [make_spec(), make_spec(name="othernet", filename="othernet.pth")]
+    known_testnet(specs[0])
+    monkeypatch.setattr(weights, "known", lambda: {spec.name: spec for spec in specs})
+    return specs
+
+
+def test_every_missing_file_of_a_run_is_named_in_one_error(isolated, known_testnet, server, monkeypatch):
+    base, state = server
+    state.mode = "missing"
+    two_known_specs(known_testnet, monkeypatch)
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS_URL_BASE", base)
+    with pytest.raises(WeightsError) as err:
+        weights.find_all_weights([("testnet", None), ("othernet", None)], progress=False)
+    message = str(err.value)
+    assert f"cannot download {TEST_FILE}" in message and "cannot download othernet.pth" in message
+    assert message.count("404") == 2 and "the files" in message and "--offline" in message
+    assert len(state.ranges) == 2  # both were tried, not just the first
+
+
+def test_one_file_missing_offline_names_only_that_one(isolated, known_testnet, monkeypatch):
+    specs = two_known_specs(known_testnet, monkeypatch)
+    place(isolated["env"])
+    with pytest.raises(WeightsError) as err:
+        weights.find_all_weights([("testnet", None), ("othernet", None)], offline=True)
+    assert "othernet.pth (othernet) not found" in str(err.value) and TEST_FILE not in str(err.value)
+    assert specs[1].url in str(err.value)
+
+
+def test_names_are_all_checked_before_anything_is_downloaded(isolated, known_testnet, server, monkeypatch):
+    base, state = server
+    known_testnet(make_spec())
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS_URL_BASE", base)
+    with pytest.raises(WeightsError, match="unknown checkpoint 'nosuchnet'"):
+        weights.find_all_weights([("testnet", None), ("nosuchnet", None)], progress=False)
+    assert state.ranges == []
+
+
+def test_restore_run_missing_model_and_detector_reports_both(isolated, server, monkeypatch, capsys, tmp_path):
+    """The real manifest: `vidrestore IN OUT` needs GFPGANv1.4 and the detector; the server has neither."""
+    base, state = server
+    state.mode = "missing"
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS_URL_BASE", base)
+    clip, out = tmp_path / "in.mp4", tmp_path / "out" / "restored.mp4"
+    make_video(clip, frames=3)
+    out.parent.mkdir()
+    assert cli.main(["-q", str(clip), str(out), "--model", "GFPGANv1.4", "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    for name in ("GFPGANv1.4.pth", "detection_mobilenet0.25_Final.pth", "--offline", "VIDRESTORE_WEIGHTS"):
+        assert name in err
+    assert str(weights.user_cache_dir()) in err
+    assert files_in(out.parent) == []
+
+
 def test_malformed_url_is_a_clear_error(isolated):
     with pytest.raises(WeightsError, match="invalid URL"):
         weights.download(make_spec(url="not a url"), isolated["dest"], progress=False)
@@ -405,7 +503,7 @@ def test_cli_list_shows_where_each_file_is(isolated, known_testnet, capsys):
 def test_cli_list_real_manifest(capsys):
     assert cli.main(["weights", "list"]) == 0
     out = capsys.readouterr().out
-    for spec in weights.KNOWN.values():
+    for spec in weights.known().values():
         assert spec.name in out and spec.filename in out
 
 

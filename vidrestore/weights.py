@@ -1,11 +1,16 @@
 """Model checkpoints: the manifest of known files, where they are looked up, download and verification.
 
+The manifest ships inside the package (vidrestore/weights_manifest.json, read through importlib.resources
+on first use), so a wheel install knows the same checkpoints as a checkout.
+
 Lookup order (DESIGN.md section 6): an explicit file path, then every folder of `$VIDRESTORE_WEIGHTS`
 (several separated by os.pathsep), then the repository's `weights/` folder when running from a checkout,
 then the user cache (`$XDG_CACHE_HOME/vidrestore/weights`, default `~/.cache/vidrestore/weights`).
 
 A missing file is downloaded into the user cache with a progress bar unless downloads are off
-(`offline=True`, `--offline` or `VIDRESTORE_OFFLINE=1`). Downloads go to `<file>.part`, resume with an
+(`offline=True`, `--offline` or `VIDRESTORE_OFFLINE=1`). `find_all_weights` resolves every file a run
+needs before downloading any, and names all that cannot be had in one error, with what to do instead
+(the folders searched, `$VIDRESTORE_WEIGHTS`, `--offline`). Downloads go to `<file>.part`, resume with an
 HTTP Range request, are checked against the manifest's size and sha256 and only then renamed into place.
 `VIDRESTORE_WEIGHTS_URL_BASE` replaces every manifest URL by `<base>/<file name>` (a mirror, or a test
 server). A file found by lookup is checked by size only; `verify` (and `vidrestore weights verify`)
@@ -16,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import enum
+import functools
 import hashlib
 import http.client
+import importlib.resources
 import json
 import logging
 import os
@@ -27,17 +34,20 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Sequence
 
 from tqdm import tqdm
 
 from vidrestore import __version__
 from vidrestore.errors import WeightsError
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 log = logging.getLogger(__name__)
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_PATH = _REPO_ROOT / "weights" / "manifest.json"
+MANIFEST_RESOURCE = "weights_manifest.json"  # inside the vidrestore package
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent  # the repository, when running from a checkout
 KINDS = ("restorer", "detector", "parser", "training")
 
 ENV_DIRS = "VIDRESTORE_WEIGHTS"
@@ -67,7 +77,7 @@ class WeightSpec:
     description: str
 
 
-def _spec_from_entry(entry: dict, manifest: Path) -> WeightSpec:
+def _spec_from_entry(entry: dict, manifest: Path | Traversable) -> WeightSpec:
     """A WeightSpec from one manifest entry, refusing entries that would make checks meaningless."""
     fields = set(WeightSpec.__dataclass_fields__)
     if not isinstance(entry, dict) or set(entry) != fields:
@@ -82,8 +92,14 @@ def _spec_from_entry(entry: dict, manifest: Path) -> WeightSpec:
     return spec
 
 
-def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, WeightSpec]:
-    """The checkpoints listed in a manifest file, by name."""
+def packaged_manifest() -> Traversable:
+    """The manifest file that ships inside the package."""
+    return importlib.resources.files("vidrestore") / MANIFEST_RESOURCE
+
+
+def load_manifest(path: Path | Traversable | None = None) -> dict[str, WeightSpec]:
+    """The checkpoints listed in a manifest file (default: the packaged one), by name."""
+    path = packaged_manifest() if path is None else path
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -92,7 +108,17 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, WeightSpec]:
     return {spec.name: spec for spec in specs}
 
 
-KNOWN: dict[str, WeightSpec] = load_manifest()
+@functools.cache
+def known() -> dict[str, WeightSpec]:
+    """The packaged manifest's checkpoints by name, read on first use (not when the module is imported)."""
+    return load_manifest()
+
+
+def __getattr__(name: str) -> Any:
+    """`weights.KNOWN` is known(): the attribute older callers read, loaded on first access."""
+    if name == "KNOWN":
+        return known()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _aliases(spec: WeightSpec) -> set[str]:
@@ -104,13 +130,16 @@ def _aliases(spec: WeightSpec) -> set[str]:
     return {name.casefold() for name in names}
 
 
-def spec_for(name: str) -> WeightSpec:
-    """The known checkpoint called `name` (case-insensitive, file names and GFPGAN version aliases too)."""
+def spec_for(name: str, kind: str | None = None) -> WeightSpec:
+    """The known checkpoint called `name` (case-insensitive, file names and GFPGAN version aliases too),
+    of the given kind when one is given (a detector name is no restorer)."""
     wanted = name.strip().casefold()
-    for spec in KNOWN.values():
+    candidates = [spec for spec in known().values() if kind is None or spec.kind == kind]
+    for spec in candidates:
         if wanted in _aliases(spec):
             return spec
-    raise WeightsError(f"unknown checkpoint {name!r}: not a file, and not one of {', '.join(KNOWN)}")
+    what = f"{kind} checkpoint" if kind else "checkpoint"
+    raise WeightsError(f"unknown {what} {name!r}: not a file, and not one of {', '.join(s.name for s in candidates)}")
 
 
 def source_url(spec: WeightSpec) -> str:
@@ -130,8 +159,10 @@ def user_cache_dir() -> Path:
 
 
 def repo_weights_dir() -> Path | None:
-    """The repository's `weights/` folder when running from a checkout (it holds the manifest), else None."""
-    return MANIFEST_PATH.parent if MANIFEST_PATH.is_file() else None
+    """The repository's `weights/` folder when running from a checkout, else None (an installed package's
+    parent folder is site-packages, which holds no pyproject.toml)."""
+    folder = _CHECKOUT_ROOT / "weights"
+    return folder if (_CHECKOUT_ROOT / "pyproject.toml").is_file() and folder.is_dir() else None
 
 
 def search_dirs() -> list[Path]:
@@ -161,14 +192,31 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get(ENV_OFFLINE, "").strip().casefold() in {"1", "true", "yes", "on"}
 
 
-def _missing_message(spec: WeightSpec) -> str:
-    """One line that says which file is missing, where it was looked for and what to do."""
+def _plural(specs: Sequence[WeightSpec], one: str, many: str) -> str:
+    """`one` for a single file, `many` for several (the messages name one or all missing files)."""
+    return one if len(specs) == 1 else many
+
+
+def _supply_hint(specs: Sequence[WeightSpec]) -> str:
+    """Where missing files can be put by hand: the folders searched, or a folder named by $VIDRESTORE_WEIGHTS."""
     folders = ", ".join(str(folder) for folder in search_dirs())
-    return (
-        f"{spec.filename} ({spec.name}) not found and downloads are off (--offline or {ENV_OFFLINE}=1); "
-        f"looked in: {folders}. Put the file into one of these folders (or set {ENV_DIRS} to its folder); "
-        f"it is published at {spec.url}"
-    )
+    return (f"looked in: {folders}. Put {_plural(specs, 'the file', 'the files')} into one of these folders "
+            f"(or set {ENV_DIRS} to {_plural(specs, 'its', 'their')} folder)")
+
+
+def _offline_message(specs: Sequence[WeightSpec]) -> str:
+    """One line that says which files are missing, where they were looked for and what to do."""
+    names = ", ".join(f"{spec.filename} ({spec.name})" for spec in specs)
+    urls = ", ".join(spec.url for spec in specs)
+    return (f"{names} not found and downloads are off (--offline or {ENV_OFFLINE}=1); {_supply_hint(specs)}; "
+            f"{_plural(specs, 'it is', 'they are')} published at {urls}")
+
+
+def _download_failed_message(failures: Sequence[tuple[WeightSpec, WeightsError]]) -> str:
+    """One line naming every file whose download failed and why, and how to run without downloading."""
+    reasons = "; ".join(str(exc) for _, exc in failures)
+    specs = [spec for spec, _ in failures]
+    return f"{reasons}; {_supply_hint(specs)}, then run with --offline (or {ENV_OFFLINE}=1) to skip downloading"
 
 
 def _check_found_size(path: Path, spec: WeightSpec) -> Path:
@@ -187,27 +235,64 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or (os.altsep is not None and os.altsep in text) or text.startswith("~")
 
 
-def find_weights(
-    name_or_path: str | os.PathLike,
-    *,
-    offline: bool | None = None,
-    download_dir: Path | None = None,
-    progress: bool = True,
-) -> Path:
-    """The local file for a checkpoint path or name, downloading a known checkpoint when it is missing."""
+def _local_or_spec(name_or_path: str | os.PathLike, kind: str | None) -> Path | WeightSpec:
+    """The existing file for a path or a known name, else the spec of the known checkpoint still to fetch."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
     text = os.fspath(name_or_path)
     if _looks_like_path(text):
-        raise WeightsError(f"weights file {text} does not exist or is not a file")
-    spec = spec_for(text)
+        raise WeightsError(f"{kind + ' ' if kind else ''}weights file {text} does not exist or is not a file")
+    spec = spec_for(text, kind)
     found = locate(spec)
-    if found is not None:
-        return _check_found_size(found, spec)
-    if is_offline(offline):
-        raise WeightsError(_missing_message(spec))
-    return download(spec, download_dir or user_cache_dir(), progress=progress)
+    return spec if found is None else _check_found_size(found, spec)
+
+
+def _fetch_all(specs: Sequence[WeightSpec], offline: bool | None, dest: Path, progress: bool) -> dict[str, Path]:
+    """Download every spec into dest, by name; one WeightsError naming all that downloads are off for or failed."""
+    if specs and is_offline(offline):
+        raise WeightsError(_offline_message(specs))
+    fetched: dict[str, Path] = {}
+    failures: list[tuple[WeightSpec, WeightsError]] = []
+    for spec in specs:
+        try:
+            fetched[spec.name] = download(spec, dest, progress=progress)
+        except WeightsError as exc:
+            failures.append((spec, exc))
+    if failures:
+        raise WeightsError(_download_failed_message(failures)) from failures[0][1]
+    return fetched
+
+
+def find_all_weights(
+    wanted: Sequence[tuple[str | os.PathLike, str | None]],
+    *,
+    offline: bool | None = None,
+    download_dir: Path | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """The local files for (name or path, kind or None) pairs, downloading known checkpoints that are missing.
+
+    Every name is checked before anything is downloaded, and all files that cannot be had are named in one
+    WeightsError, so a run never fails once per missing file.
+    """
+    found = [_local_or_spec(name, kind) for name, kind in wanted]
+    missing = list(dict.fromkeys(item for item in found if isinstance(item, WeightSpec)))
+    fetched = _fetch_all(missing, offline, download_dir or user_cache_dir(), progress)
+    return [fetched[item.name] if isinstance(item, WeightSpec) else item for item in found]
+
+
+def find_weights(
+    name_or_path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    offline: bool | None = None,
+    download_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """The local file for a checkpoint path or name (of `kind` when given), downloading a known one when missing."""
+    return find_all_weights([(name_or_path, kind)], offline=offline, download_dir=download_dir,
+                            progress=progress)[0]
 
 
 # --- verification --------------------------------------------------------------------------------
@@ -460,7 +545,7 @@ def download(
 def _specs_named(names: Iterable[str]) -> list[WeightSpec]:
     """The specs for the names given on the command line, or every known one when none is given."""
     names = list(names or [])
-    return [spec_for(name) for name in names] if names else list(KNOWN.values())
+    return [spec_for(name) for name in names] if names else list(known().values())
 
 
 def _human_size(size: int | None) -> str:
@@ -478,7 +563,7 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 def cli_list(args: argparse.Namespace) -> int:
     """`vidrestore weights list`: every known checkpoint and where it is found."""
     rows = []
-    for spec in KNOWN.values():
+    for spec in known().values():
         found = locate(spec)
         where = str(found) if found else "missing"
         rows.append((spec.name, spec.kind, spec.filename, _human_size(spec.size), where))
@@ -509,18 +594,7 @@ def cli_download(args: argparse.Namespace) -> int:
             log.info("%s: already present at %s", spec.name, present)
         else:
             needed.append(spec)
-    if needed and is_offline():
-        missing = ", ".join(spec.filename for spec in needed)
-        raise WeightsError(f"downloads are off (--offline or {ENV_OFFLINE}=1); missing: {missing}")
-    failures = []
-    for spec in needed:
-        try:
-            download(spec, dest or user_cache_dir(), progress=progress)
-        except WeightsError as exc:
-            log.error("%s", exc)
-            failures.append(spec.filename)
-    if failures:
-        raise WeightsError(f"could not download {', '.join(failures)} (see the messages above)")
+    _fetch_all(needed, None, dest or user_cache_dir(), progress)
     return 0
 
 

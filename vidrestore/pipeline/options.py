@@ -1,24 +1,32 @@
 """RestoreOptions: every setting of the main job in one typed record, loadable from a YAML preset.
 
-Presets live in configs/<name>.yaml (default, fast, quality, live); a preset may be named or given
-as a path, and command-line values override what it says.
+Presets ship inside the package as vidrestore/presets/<name>.yaml (default, fast, quality, live), so
+a wheel install has them as a checkout does; a preset may be named or given as a path, and
+command-line values override what it says. A preset's CRF belongs to its encoder: it is dropped when
+the command line picks an encoder that has no quality setting (ffv1, prores_ks) without giving --crf.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
 from vidrestore.errors import VidrestoreError
+from vidrestore.video.codecs import check_quality, takes_quality
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESET_FOLDER = "presets"  # inside the vidrestore package
+DEFAULT_PRESET = "default"
 NO_MODEL = "none"
 
 
@@ -58,6 +66,7 @@ class RestoreOptions:
             raise VidrestoreError(f"batch-size must be at least 1, not {self.batch_size}")
         if self.restores and not self.tracks:
             raise VidrestoreError("--detector none only goes with --model none: faces must be found to be restored")
+        check_quality(self.codec, self.crf)  # before any model is loaded or file opened
 
     @property
     def restores(self) -> bool:
@@ -71,9 +80,14 @@ class RestoreOptions:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RestoreOptions":
         """A copy with the given fields replaced; None values mean 'not given' and are skipped."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        _check_known(given, "override")
-        return dataclasses.replace(self, **given)
+        return dataclasses.replace(self, **_given(overrides))
+
+
+def _given(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The overrides that were given (None means 'not given'), checked to be RestoreOptions fields."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_known(given, "override")
+    return given
 
 
 def _check_known(values: Mapping[str, Any], where: str) -> None:
@@ -84,34 +98,53 @@ def _check_known(values: Mapping[str, Any], where: str) -> None:
         raise VidrestoreError(f"unknown {where} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
 
 
-def preset_path(name_or_path: str | Path) -> Path:
-    """The YAML file of a preset name (configs/<name>.yaml) or an explicit path."""
+def _packaged_presets() -> Traversable:
+    """The package's folder of preset files (read through importlib.resources, so any install has it)."""
+    return importlib.resources.files("vidrestore") / PRESET_FOLDER
+
+
+def preset_names() -> list[str]:
+    """The names of the presets that ship with the package (default, fast, quality, live)."""
+    return sorted(entry.name.removesuffix(".yaml") for entry in _packaged_presets().iterdir()
+                  if entry.name.endswith(".yaml"))
+
+
+def preset_path(name_or_path: str | Path) -> Path | Traversable:
+    """The YAML file of a packaged preset name (vidrestore/presets/<name>.yaml) or an explicit path."""
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise VidrestoreError(f"config file not found: {path}")
         return path
-    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    candidate = _packaged_presets() / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise VidrestoreError(f"unknown config {name_or_path!r} (available: {', '.join(available) or 'none'})")
+        raise VidrestoreError(f"unknown config {name_or_path!r} (available: {', '.join(preset_names()) or 'none'}; "
+                              "or give a YAML file)")
     return candidate
 
 
 def load_options(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RestoreOptions:
-    """Options from a preset (default: configs/default.yaml if present) with overrides applied."""
-    values: dict[str, Any] = {}
-    path = preset_path(config) if config else CONFIG_DIR / "default.yaml"
-    if path.is_file():
-        values = _read_yaml(path)
+    """Options from a preset (default: the packaged default preset) with overrides applied."""
+    path = preset_path(config or DEFAULT_PRESET)
+    values = _read_yaml(path)
     _check_known(values, f"config ({path.name})")
-    return RestoreOptions(**values).with_overrides(overrides or {})
+    given = _given(overrides)
+    return RestoreOptions(**{**_without_stray_crf(values, given), **given})
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _without_stray_crf(values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset's values less its CRF when the overrides choose an encoder without a quality setting
+    and give no CRF of their own: the preset's number was meant for its own encoder."""
+    if "crf" in given or "codec" not in given or takes_quality(given["codec"]) or values.get("crf") is None:
+        return values
+    log.debug("the preset's crf %s does not apply to encoder %s", values["crf"], given["codec"])
+    return {k: v for k, v in values.items() if k != "crf"}
+
+
+def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
     """The mapping at the top level of a YAML file (a `restore:` section if there is one)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise VidrestoreError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
     if isinstance(data, dict) and isinstance(data.get("restore"), dict):

@@ -46,6 +46,33 @@ ALIASES = {"h264": "libx264", "x264": "libx264", "hevc": "libx265", "h265": "lib
            "nvenc": "h264_nvenc"}
 
 
+def canonical_encoder(name: str) -> str:
+    """The encoder an alias stands for (h264 -> libx264); any other name unchanged."""
+    return ALIASES.get(name, name)
+
+
+def takes_quality(codec: str) -> bool:
+    """Whether --crf means something for an encoder: it has a CRF (or its own quality option, NVENC's cq)."""
+    preset = PRESETS.get(canonical_encoder(codec))
+    return preset is not None and preset.quality_option is not None
+
+
+def check_quality(codec: str, quality: int | None) -> None:
+    """MediaError for a quality given to an encoder without one (lossless ffv1, prores_ks's fixed profiles)."""
+    if quality is None or takes_quality(codec):
+        return
+    takers = ", ".join(name for name in PRESETS if takes_quality(name))
+    raise MediaError(f"encoder {codec} {_why_no_quality(PRESETS.get(canonical_encoder(codec)))}: "
+                     f"leave out --crf (it applies to {takers})")
+
+
+def _why_no_quality(preset: Preset | None) -> str:
+    """Why an encoder takes no quality value, for the error message."""
+    if preset is None:
+        return "has no quality setting vidrestore knows"
+    return "is lossless" if preset.lossless else "has a fixed quality (its profile sets it)"
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """What to encode with: codec, quality (CRF or the codec's own), preset, pixel format, threads."""
@@ -59,16 +86,14 @@ class EncoderSettings:
 
     def resolved(self) -> "EncoderSettings":
         """The same settings with the codec alias resolved (h264 -> libx264)."""
-        return replace(self, codec=ALIASES.get(self.codec, self.codec))
+        return replace(self, codec=canonical_encoder(self.codec))
 
     def encoder_options(self) -> dict[str, str]:
         """Encoder options: the preset's defaults, then quality/preset, then explicit options."""
-        preset = PRESETS.get(self.codec)
+        preset = PRESETS.get(canonical_encoder(self.codec))
         opts = dict(preset.options) if preset else {}
+        check_quality(self.codec, self.quality)
         if self.quality is not None:
-            if preset is None or preset.quality_option is None:
-                raise MediaError(f"encoder {self.codec} has no quality setting (it is "
-                                 f"{'lossless' if preset and preset.lossless else 'fixed'})")
             opts[preset.quality_option] = str(self.quality)
         if self.preset is not None:
             opts["preset"] = self.preset
