@@ -40,10 +40,11 @@ T = TypeVar("T")
 
 @dataclass(eq=False)
 class AnalysedFrame:
-    """A decoded frame and the faces to restore in it (after face selection)."""
+    """A decoded frame and the faces to restore in it (after face selection); `detected`: the detector ran on it."""
 
     frame: Frame
     faces: list[TrackedFace] = field(default_factory=list)
+    detected: bool = False
 
 
 @dataclass(eq=False)
@@ -190,6 +191,18 @@ def keep_decoded_picture(frame: Frame) -> None:
     frame.drop_pixels()
 
 
+def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
+                            keep: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Paste a batch's restored faces into their frames; returns the boxes the paste may change and,
+    with `keep`, their pixels from before it (so the write-back rewrites only what really changed)."""
+    images = [item.frame.image for item in batch.items]
+    boxes = paste_regions(images, batch.face_frame, batch.matrices, batch.crops.shape[-1])
+    originals = ([images[k][y0:y1, x0:x1].copy() for k, (x0, y0, x1, y1) in zip(batch.face_frame, boxes)]
+                 if keep else [])
+    engine.paste(images, batch.face_frame, batch.crops, batch.matrices)
+    return boxes, originals
+
+
 def side_by_side(item: OutputFrame) -> Frame:
     """The before | after picture of a frame, with the frame's own timing."""
     after = item.frame.image
@@ -229,7 +242,8 @@ def analyse_stage(tracker: FaceTracker | None, chunk: int, *, only_center: bool 
         frame, scale = item
         faces = [scale_face(face, 1.0 / scale) for face in result.faces]
         height, width = frame_size(frame)
-        return AnalysedFrame(frame, select_faces(faces, height, width, only_center=only_center, largest=largest))
+        selected = select_faces(faces, height, width, only_center=only_center, largest=largest)
+        return AnalysedFrame(frame, selected, result.detected)
 
     def analyse(frames: Iterable[Frame]) -> Iterator[AnalysedFrame]:
         waiting: deque[tuple[Frame, float]] = deque()
@@ -278,15 +292,15 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
             pasted = engine is not None and batch.crops is not None
             touched = set(batch.face_frame.tolist()) if pasted else set()
             before = {k: batch.items[k].frame.image.copy() for k in touched} if keep_before else {}
-            boxes = np.zeros((0, 4), dtype=np.int64)
+            boxes, originals = np.zeros((0, 4), dtype=np.int64), []
             if pasted:
-                boxes = engine.paste([item.frame.image for item in batch.items], batch.face_frame, batch.crops,
-                                     batch.matrices)
+                boxes, originals = paste_keeping_originals(engine, batch, keep=write_back)
             for k, item in enumerate(batch.items):
                 if k not in touched:
                     keep_decoded_picture(item.frame)
                 elif write_back:
-                    patch_decoded_picture(item.frame, boxes[batch.face_frame == k])
+                    faces = np.flatnonzero(batch.face_frame == k)
+                    patch_decoded_picture(item.frame, boxes[faces], [originals[n] for n in faces])
                 counters.frames += 1
                 counters.faces += len(item.faces)
                 counters.frames_with_faces += bool(item.faces)

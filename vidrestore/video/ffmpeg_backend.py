@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ from vidrestore.video.codecs import PRESETS, check_codec
 from vidrestore.video.paths import make_temp, remove_quietly
 from vidrestore.video.probe import _reason
 from vidrestore.video.remux import StreamCopier, set_video_tags
-from vidrestore.video.sink import MP4_LIKE, VideoSink
+from vidrestore.video.sink import MP4_LIKE, VideoSink, reproducible_options
 from vidrestore.video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,7 @@ class FfmpegSink(VideoSink):
             StreamCopier(self.info, probe_out, name, self.copy_streams).close()
         finally:
             probe_out.close()
-            remove_quietly(self._tmp)
-        self._tmp.touch()
+        os.truncate(self._tmp, 0)  # emptied, not deleted and remade: the file keeps this run's lock
 
     def _command(self, image: np.ndarray) -> list[str]:
         """The ffmpeg command line: raw RGB on stdin, the chosen encoder, a Matroska file out."""
@@ -131,7 +131,7 @@ class FfmpegSink(VideoSink):
             stream = stream.filter("setparams", **tags)
         out_opts: dict[str, Any] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
                                     "fps_mode": "passthrough", "f": "matroska"}
-        out_opts.update(s.encoder_options())
+        out_opts.update(reproducible_options(s))
         return (stream.output(str(self._inter), **out_opts)
                 .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-an", "-sn", "-dn")
                 .overwrite_output().compile(cmd=self._exe))

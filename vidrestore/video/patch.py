@@ -1,10 +1,11 @@
 """Write changed regions of a frame back into its decoded picture, so the rest stays bit-exact.
 
-A frame whose faces were restored has an RGB copy that differs from the decoded picture only inside
-the pasted regions. Converting the whole RGB frame back to YUV would round every other pixel again
-(off by one here and there); instead the regions alone are converted (with the picture's own matrix
-and range) and copied into a new picture that is otherwise the decoded one, plane by plane. The
-decoded picture itself is never written to: the decoder may still use it as a reference.
+A frame whose faces were restored has an RGB copy that differs from the decoded picture only where
+the paste's feathered mask is above zero. Converting RGB back to YUV would round every other pixel
+again (off by a few levels); instead the regions alone are converted (with the picture's own matrix
+and range), and of those only the samples whose pixels the paste changed are copied into a new
+picture that is otherwise the decoded one, plane by plane: every other sample stays bit-identical.
+The decoded picture itself is never written to: the decoder may still use it as a reference.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ def can_patch(native: Any) -> bool:
     return native is not None and native.format.name in PATCHABLE_FORMATS
 
 
-def patch_decoded_picture(frame: Frame, boxes: Sequence[Box]) -> bool:
+def patch_decoded_picture(frame: Frame, boxes: Sequence[Box],
+                          originals: Sequence[np.ndarray] | None = None) -> bool:
     """Make the frame's decoded picture carry its RGB pixels inside `boxes` and nothing else changed.
 
-    On success the frame encodes from the new picture (no full-frame colour conversion) and True is
-    returned; frames of other pixel formats are left as they are (the encoder converts the RGB copy).
+    `originals[n]` is the RGB of box n (inside the frame) as it was before the paste: then only the
+    samples covering a pixel that differs from it are rewritten (where the mask was zero, none is);
+    without it every sample of the boxes is. On success the frame encodes from the new picture (no
+    full-frame colour conversion) and True is returned; frames of other pixel formats are left as
+    they are (the encoder converts the RGB copy).
     """
     native = frame._native
     if not can_patch(native) or frame._image is None or not len(boxes):
@@ -46,10 +51,12 @@ def patch_decoded_picture(frame: Frame, boxes: Sequence[Box]) -> bool:
     image = frame._image
     patched = _copy_picture(native)
     steps = _chroma_steps(native)
-    for box in boxes:
-        x0, y0, x1, y1 = _align_box(box, steps, native.width, native.height)
-        if x1 > x0 and y1 > y0:
-            _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps)
+    for n, box in enumerate(boxes):
+        aligned = _align_box(box, steps, native.width, native.height)
+        x0, y0, x1, y1 = aligned
+        changed = None if originals is None else _changed_pixels(image, box, originals[n], aligned)
+        if x1 > x0 and y1 > y0 and (changed is None or changed.any()):
+            _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps, changed)
     frame._native = patched
     frame._image = None
     return True
@@ -93,6 +100,29 @@ def _align_box(box: Box, steps: tuple[int, int], width: int, height: int) -> tup
     return x0, y0, x1, y1
 
 
+def _changed_pixels(image: np.ndarray, box: Box, original: np.ndarray,
+                    aligned: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) of the aligned box: True where the pixel differs from its value before the paste."""
+    ax0, ay0, ax1, ay1 = aligned
+    bx0, by0 = int(box[0]), int(box[1])
+    h, w = original.shape[:2]
+    changed = np.zeros((ay1 - ay0, ax1 - ax0), dtype=bool)
+    differs = np.any(image[by0:by0 + h, bx0:bx0 + w] != original, axis=-1)
+    changed[by0 - ay0:by0 - ay0 + h, bx0 - ax0:bx0 - ax0 + w] = differs
+    return changed
+
+
+def _any_per_sample(changed: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
+    """The changed-pixel mask at a plane's resolution: a sample changes when any pixel it covers does."""
+    sx, sy = steps
+    if (sx, sy) == (1, 1):
+        return changed
+    h, w = changed.shape
+    padded = np.zeros((-(-h // sy) * sy, -(-w // sx) * sx), dtype=bool)
+    padded[:h, :w] = changed
+    return padded.reshape(padded.shape[0] // sy, sy, padded.shape[1] // sx, sx).any(axis=(1, 3))
+
+
 def _convert_region(region: np.ndarray, native: Any) -> Any:
     """An RGB region converted to the picture's format with its own matrix and range."""
     fmt = "rgb48le" if region.dtype == np.uint16 else "rgb24"
@@ -103,13 +133,21 @@ def _convert_region(region: np.ndarray, native: Any) -> Any:
                         dst_color_range=native.color_range or None, threads=1)
 
 
-def _paste_region(picture: Any, region: Any, x0: int, y0: int, steps: tuple[int, int]) -> None:
-    """Copy every plane of `region` into `picture` at (x0, y0) (chroma planes at the subsampled place)."""
+def _paste_region(picture: Any, region: Any, x0: int, y0: int, steps: tuple[int, int],
+                  changed: np.ndarray | None) -> None:
+    """Copy the planes of `region` into `picture` at (x0, y0) (chroma at the subsampled place): all of
+    each plane, or with `changed` only the samples covering a changed pixel."""
     dtype = _sample_dtype(picture)
     for k, (dst, src) in enumerate(zip(picture.planes, region.planes)):
-        px, py = (x0, y0) if k == 0 else (x0 // steps[0], y0 // steps[1])
+        plane_steps = (1, 1) if k == 0 else steps
+        px, py = x0 // plane_steps[0], y0 // plane_steps[1]
         values = _plane_array(src, dtype)
         target = _plane_array(dst, dtype)
         h = min(values.shape[0], target.shape[0] - py)
         w = min(values.shape[1], target.shape[1] - px)
-        target[py:py + h, px:px + w] = values[:h, :w]
+        window, values = target[py:py + h, px:px + w], values[:h, :w]
+        if changed is None:
+            window[:] = values
+        else:
+            touched = _any_per_sample(changed, plane_steps)[:h, :w]
+            window[touched] = values[touched]

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 # Container tags the muxer derives by itself.
 DERIVED_CONTAINER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "ENCODER"}
+# Muxers that can store timestamps a little below zero (Matroska: blocks of the first cluster may sit
+# up to 32.767 s before it) but by default shift every stream so that none starts below zero.
+UNSHIFTED_MUXERS = {"matroska", "webm"}
+MAX_UNSHIFTED_LEAD = Fraction(30)  # seconds before zero a stream may start and still be kept unshifted
 
 
 class StreamCopier:
@@ -35,11 +39,23 @@ class StreamCopier:
         self._map: dict[int, Any] = {}
         self._pending: Any = None
         out.metadata.update({k: v for k, v in info.metadata.items() if k not in DERIVED_CONTAINER_TAGS})
+        self._keep_source_timestamps()
         self._copy_chapters()
         if copy_streams:
             self._add_streams(out_name)
         self._packets = (self._inp.demux([self._inp.streams[i] for i in self._map])
                          if self._map else iter(()))
+
+    def _keep_source_timestamps(self) -> None:
+        """Write every stream at the source's timestamps where the muxer would shift them all.
+
+        AAC starts one priming frame before zero (about 23 ms); Matroska would move the whole file
+        later by that much. MP4 keeps negative times in its edit lists and needs nothing.
+        """
+        starts = [s.start_time * s.time_base for s in self._inp.streams
+                  if s.start_time is not None and s.time_base]
+        if self.out.format.name in UNSHIFTED_MUXERS and min(starts, default=0) > -MAX_UNSHIFTED_LEAD:
+            self.out.options["avoid_negative_ts"] = "disabled"
 
     def _copy_chapters(self) -> None:
         """Carry chapters over (their times are in their own time base)."""

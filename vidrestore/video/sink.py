@@ -16,7 +16,7 @@ import numpy as np
 
 from vidrestore.errors import MediaError
 from vidrestore.video.codecs import PRESETS, EncoderSettings, check_codec
-from vidrestore.video.paths import check_output, make_temp, remove_quietly
+from vidrestore.video.paths import check_output, commit_temp, make_temp, remove_quietly
 from vidrestore.video.pipe import END, Channel, raise_if_failure
 from vidrestore.video.probe import _reason
 from vidrestore.video.remux import StreamCopier, packet_time, set_video_tags
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 # AVColorSpace -> swscale colourspace (SWS_CS_*), for RGB -> YUV conversion with the source's matrix.
 SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 MP4_LIKE = {"mp4", "mov", "mov,mp4,m4a,3gp,3g2,mj2", "ipod", "3gp"}
+# Encoder parameters without which the same frames do not always encode the same. libx264 picks its
+# AVX-512 MB-tree kernel on CPUs that have it, and that kernel reads memory nothing wrote (x264 core
+# 165): the output then changes from run to run. cpu-independent puts the C version in its place
+# (the rest of x264's assembly stays), which also makes the output the same on every CPU.
+REPRODUCIBLE_PARAMS = {"libx264": ("x264-params", "cpu-independent", "1")}
 
 
 @dataclass
@@ -36,6 +41,18 @@ class SinkStats:
     frames: int = 0
     copied_packets: dict[int, int] = field(default_factory=dict)
     retimed: int = 0
+
+
+def reproducible_options(settings: EncoderSettings) -> dict[str, str]:
+    """The encoder options of (resolved) `settings`, plus the parameters that make the output a
+    function of the input alone; a parameter the user set is left as it is."""
+    options = settings.encoder_options()
+    if settings.codec in REPRODUCIBLE_PARAMS:
+        option, name, value = REPRODUCIBLE_PARAMS[settings.codec]
+        params = options.get(option, "")
+        if name not in {item.split("=")[0] for item in params.split(":")}:
+            options[option] = f"{params}:{name}={value}" if params else f"{name}={value}"
+    return options
 
 
 class TimingGuard:
@@ -124,7 +141,7 @@ class VideoSink:
         info, s = self.info, self.settings
         try:
             stream = self._out.add_stream(s.codec, rate=info.average_rate or None,
-                                          options=s.encoder_options())
+                                          options=reproducible_options(s))
         except (av.FFmpegError, ValueError) as exc:
             raise MediaError(f"cannot set up encoder {s.codec}: {_reason(exc)}") from exc
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
@@ -252,7 +269,7 @@ class VideoSink:
             if self._error is not None:
                 self._raise()
             self._check_complete()
-            os.replace(self._tmp, self.out_path)
+            commit_temp(self._tmp, self.out_path)
         except BaseException:
             self._cleanup()
             raise
