@@ -16,7 +16,7 @@ def test_probe_prints_json(tmp_path, capsys):
     assert (info["width"], info["height"], info["rotation"]) == (96, 64, 90)
     assert info["time_base"] == "1/15360"
     assert info["stream_counts"] == {"video": 1, "audio": 1}
-    assert info["streams"][0]["language"] == "fra"
+    assert [(s["type"], s["language"]) for s in info["streams"]] == [("video", "und"), ("audio", "fra")]
 
 
 def test_probe_bad_file_is_one_line_exit_2(tmp_path, capsys):

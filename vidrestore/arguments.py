@@ -32,8 +32,20 @@ def add_model_arguments(group: ArgumentGroup, *, tracking: bool = True) -> None:
         group.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
 
 
+def add_run_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    """The run flags on every subcommand (nested ones too), so they work before or after any of them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                add_run_flags(subparser)
+                add_run_flags_everywhere(subparser)
+
+
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """--offline, --debug and -q after the subcommand too (they also work before it)."""
+    """--offline, --debug and -q after the subcommand too (they also work before it).
+
+    Their default is SUPPRESS: a flag not given after the subcommand keeps the value given before it.
+    """
     parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")

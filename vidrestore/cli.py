@@ -1,26 +1,33 @@
 """The `vidrestore` command line: parses arguments and hands each subcommand to the library.
 
 Errors the user can act on (VidrestoreError) print one line on stderr and exit with status 2;
-Ctrl-C exits with 130. `--debug` shows tracebacks.
+Ctrl-C exits with 130 and SIGTERM with 143, both after the same clean-up. `--debug` shows tracebacks.
+Building the parser imports no torch: the heavy modules are imported by the command that runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import importlib
 import logging
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 from vidrestore import __version__
-from vidrestore.arguments import add_model_arguments, add_run_flags
-from vidrestore.errors import VidrestoreError
+from vidrestore.arguments import add_model_arguments, add_run_flags_everywhere
+from vidrestore.errors import Terminated, VidrestoreError
 
 log = logging.getLogger("vidrestore")
 
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM stopped
 
 
 # --- weights -------------------------------------------------------------------------------------
@@ -72,7 +79,7 @@ def _bench_runner(name: str):
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu}")
     mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
     mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
@@ -81,6 +88,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--iters", type=int, default=0, help="timed iterations per point (0: automatic)")
     mp.add_argument("--checkpoint", help="time this checkpoint instead of random weights")
     mp.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    mp.add_argument("--cuda-graphs", action="store_true", help="also time each batched point as a CUDA graph replay")
     mp.add_argument("--skip-precision-check", action="store_true", help="skip the bf16-vs-fp32 comparison")
     mp.add_argument("--output", help="also write the table as Markdown to this file")
     mp.set_defaults(handler=_bench_runner("model"))
@@ -90,6 +98,19 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_server_parser(bsub)
     _add_bench_live_parser(bsub)
     _add_bench_degrade_parser(bsub)
+    _add_bench_gpu_parser(bsub)
+
+
+def _add_bench_gpu_parser(bsub: argparse._SubParsersAction) -> None:
+    gp = bsub.add_parser("gpu", help="every GPU figure in one budgeted run: report.md and figures.json")
+    gp.add_argument("--budget", type=float, default=480.0, help="total seconds for all benchmarks (default 480)")
+    gp.add_argument("--out", default="benchmarks/gpu/out", help="folder for report.md, figures.json and run.log")
+    gp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    gp.add_argument("--quick", action="store_true", help="tiny models and clips: checks the run end to end in seconds")
+    gp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
+    gp.add_argument("--only", help="comma-separated benchmarks to run (default: all, in order of value)")
+    gp.add_argument("--grace", type=float, default=15.0, help="seconds past its budget before a benchmark is stopped")
+    gp.set_defaults(handler=_bench_runner("gpu"))
 
 
 def _add_bench_degrade_parser(bsub: argparse._SubParsersAction) -> None:
@@ -184,9 +205,9 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_probe(args: argparse.Namespace) -> int:
     import json
 
-    from vidrestore.video import probe
+    from vidrestore.video.probe import probe_report
 
-    print(json.dumps(probe(args.file).to_json(), indent=2, ensure_ascii=False))
+    print(json.dumps(probe_report(args.file), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -202,7 +223,7 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
         "restore", help="restore the faces of a video or an image (the default: `vidrestore IN OUT`)",
         description="Restore faces in a video (or an image) with GFP-GAN. Timing, audio and subtitles are kept; "
         "pixels outside faces are untouched. Options not given come from the preset (--config, default: "
-        "configs/default.yaml).",
+        "the packaged 'default' preset).",
     )
     p.add_argument("input", help="input video (any FFmpeg-readable file) or image (jpg, png, ...)")
     p.add_argument("output", help="output file; the container or image format follows its extension")
@@ -220,7 +241,6 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--queue-size", type=int, help="items queued between two stages (bounds memory; default 8)")
     e.add_argument("--compare", metavar="OUT2", help="also write a side-by-side before|after video")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_run_flags(p)
     p.set_defaults(handler=_cmd_restore)
 
 
@@ -238,14 +258,31 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def _with_default_command(argv: Sequence[str], commands: Sequence[str]) -> list[str]:
     """`vidrestore IN OUT ...` means `vidrestore restore IN OUT ...`: insert the command name when the
-    first non-option argument is not a known subcommand (top-level options are all flags)."""
+    first non-option argument is an input rather than a subcommand (top-level options are all flags).
+
+    VidrestoreError when that word is neither a command nor an input (a mistyped command, say).
+    """
     argv = list(argv)
     for position, token in enumerate(argv):
         if token == "--" or not token.startswith("-"):
             if token not in commands:
+                if token != "--" and not _could_be_input(token):
+                    raise VidrestoreError(_not_a_command(token, commands))
                 argv.insert(position, "restore")
             break
     return argv
+
+
+def _could_be_input(token: str) -> bool:
+    """True for what `restore` may read: an existing file, or a URL FFmpeg opens by itself."""
+    return "://" in token or Path(token).exists()
+
+
+def _not_a_command(token: str, commands: Sequence[str]) -> str:
+    """The message for a first word that is neither a command nor a file, with the nearest command."""
+    close = difflib.get_close_matches(token, commands, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"the commands are {', '.join(commands)}"
+    return f"{token!r} is neither a command nor an existing file; {hint} (see vidrestore --help)"
 
 
 # --- train, eval, degrade ------------------------------------------------------------------------
@@ -348,16 +385,21 @@ def _add_track_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vidrestore.pipeline import track as tracking_job
-
     from vidrestore.faces.lag import FILE_MODE_LAG
+    from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
+    from vidrestore.pipeline.track import run_track
 
     lag = FILE_MODE_LAG if args.lag is None else args.lag
     if lag < 0:
         raise VidrestoreError(f"--lag must be 0 or more, not {lag}")
-    tracker = tracking_job.build_tracker(args.detector, args.device, args.det_size, args.detect_every, args.conf, lag)
+    if args.limit is not None and args.limit < 1:
+        raise VidrestoreError(f"--limit must be at least 1, not {args.limit}")
+    # the main job's options, so that the tracks are the ones `vidrestore IN OUT` aligns faces with
+    options = RestoreOptions(model=NO_MODEL, detector=args.detector, device=args.device, det_size=args.det_size,
+                             detect_every=args.detect_every, smoothing_lag=lag)
     draw = Path(args.draw) if args.draw else None
-    tracking_job.run_track(Path(args.input), Path(args.json), tracker, draw, args.limit, progress=not args.quiet)
+    run_track(Path(args.input), Path(args.json), options, conf_threshold=args.conf, draw_path=draw,
+              limit=args.limit, progress=not args.quiet)
     return 0
 
 
@@ -427,7 +469,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in PARSER_ADDERS:
         add(sub)
+    add_run_flags_everywhere(parser)
     return parser
+
+
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommands of the parser, in the order of its help."""
+    return list(next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated (a KeyboardInterrupt), so it cleans up as Ctrl-C does.
+
+    Only the first one raises: a repeated SIGTERM must not break off the clean-up it started. A
+    SIGTERM the parent set to be ignored stays ignored; the previous handler comes back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    received = threading.Event()
+
+    def terminate(signum: int, _frame: object) -> None:
+        if received.is_set():
+            log.warning("stopping already (SIGTERM again): cleaning up")
+            return
+        received.set()
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:
@@ -438,8 +512,11 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = build_parser()
-    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    argv = _with_default_command(sys.argv[1:] if argv is None else argv, list(commands))
+    try:
+        argv = _with_default_command(sys.argv[1:] if argv is None else argv, _command_names(parser))
+    except VidrestoreError as exc:
+        print(f"vidrestore: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     args = parser.parse_args(argv)
     _configure_logging(args.debug, args.quiet)
     if args.offline:
@@ -451,12 +528,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
     try:
-        return int(handler(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(handler(args) or 0)
     except VidrestoreError as exc:
         if args.debug:
             raise
         print(f"vidrestore: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("vidrestore: stopped (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("vidrestore: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -22,3 +22,11 @@ class MediaError(VidrestoreError):
 
 class JobCancelled(VidrestoreError):
     """A job stopped on request (a cancel event, a client going away) before it finished."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, `timeout`, a service manager) received: it unwinds exactly as Ctrl-C does.
+
+    Being a KeyboardInterrupt, every place that cleans up after Ctrl-C (temporary files, threads,
+    sinks) does the same for it; the command line then exits with 143 (128 + SIGTERM).
+    """

@@ -8,6 +8,7 @@ into place only when everything succeeded: an error or Ctrl-C leaves nothing beh
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -20,10 +21,18 @@ from tqdm import tqdm
 
 from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
+from vidrestore.faces.detector import FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig
+from vidrestore.pipeline.image_io import check_image_output
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.restorer_api import Restorer, is_image_path, load_crop_restorer, load_detector
-from vidrestore.pipeline.runner import Pipeline, StageTiming
+from vidrestore.pipeline.restorer_api import (
+    ImageReport,
+    Restorer,
+    is_image_path,
+    load_crop_restorer,
+    load_detector,
+)
+from vidrestore.pipeline.runner import Pipeline, StageFn, StageTiming
 from vidrestore.pipeline.stages import (
     JobCounters,
     analyse_stage,
@@ -81,6 +90,41 @@ def expected_frames(info: VideoInfo) -> int | None:
     if info.duration and info.average_rate:
         return max(1, round(info.duration * float(info.average_rate)))
     return None
+
+
+def progress_bar(total: int | None, name: str, enabled: bool) -> tqdm:
+    """The frames progress bar of a job: with a total (and so an ETA) when the frame count is known."""
+    return tqdm(total=total, unit="frame", desc=name, disable=not enabled, dynamic_ncols=True)
+
+
+def face_tracker(options: RestoreOptions, detector: FaceDetector | None) -> FaceTracker | None:
+    """The tracker of the job's analysis (detection reuse, smoothing lag); None without a detector."""
+    if detector is None:
+        return None
+    return FaceTracker(detector, TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag))
+
+
+def open_video(input: Path, options: RestoreOptions) -> VideoSource:
+    """The job's decoder: frames stay decoded pictures until a stage reads their pixels."""
+    return VideoSource(input, passthrough=True, queue_size=options.queue_size)
+
+
+def _first_items(stage: StageFn, count: int) -> StageFn:
+    """The stage cut off after its first `count` items."""
+    return lambda items: itertools.islice(stage(items), count)
+
+
+def analysis_pipeline(source: VideoSource, tracker: FaceTracker | None, options: RestoreOptions,
+                      frames: int | None = None) -> Pipeline:
+    """decode -> analyse (at most `frames` frames): the job's first stages, which `vidrestore track` runs
+    too, so that its landmarks are the ones the job aligns faces with."""
+    decode = decode_stage(source)
+    return (
+        Pipeline(options.queue_size)
+        .add("decode", decode if frames is None else _first_items(decode, frames))
+        .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
+                                      largest=options.largest_face, long_side=options.det_size))
+    )
 
 
 def compare_info(info: VideoInfo) -> VideoInfo:
@@ -151,38 +195,32 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         if Path(compare).resolve() == output.resolve():
             raise VidrestoreError(f"--compare must name another file than the output: {compare}")
     engine, detector = _models(options, restorer)
-    tracker = None
-    if detector is not None:  # with --model none too: faces are found and counted, no pixel changes
-        config = TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag)
-        tracker = FaceTracker(detector, config)
+    tracker = face_tracker(options, detector)  # with --model none too: faces are found and counted
     started = time.perf_counter()
     counters = JobCounters()
-    with VideoSource(input, passthrough=True, queue_size=options.queue_size) as source:
+    with open_video(input, options) as source:
         outputs = _Outputs(output, Path(compare) if compare else None, source.info, options)
-        max_faces = engine.restorer.batch_size if engine is not None else 1
-        total = expected_frames(source.info)
-        with tqdm(total=total, unit="frame", desc=input.name, disable=not progress, dynamic_ncols=True) as bar:
+        try:  # from the moment the outputs exist: whatever stops the job, no temporary file stays
+            max_faces = engine.restorer.batch_size if engine is not None else 1
+            total = expected_frames(source.info)
+            with progress_bar(total, input.name, progress) as bar:
 
-            def frame_done() -> None:
-                counters.encoded += 1
-                bar.update(1)
-                if on_progress is not None:
-                    on_progress(counters.encoded, total)
+                def frame_done() -> None:
+                    counters.encoded += 1
+                    bar.update(1)
+                    if on_progress is not None:
+                        on_progress(counters.encoded, total)
 
-            pipeline = (
-                Pipeline(options.queue_size)
-                .add("decode", decode_stage(source))
-                .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
-                                              largest=options.largest_face))
-                .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
-                .add("composite", composite_stage(engine, counters, keep_before=compare is not None))
-                .add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
-            )
-            try:
+                pipeline = (
+                    analysis_pipeline(source, tracker, options)
+                    .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
+                    .add("composite", composite_stage(engine, counters, keep_before=compare is not None))
+                    .add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
+                )
                 pipeline.run(cancel)
-            except BaseException:
-                outputs.abort()
-                raise
+        except BaseException:
+            outputs.abort()
+            raise
         outputs.close()
         lost = source.stats.lost_frames
     report = JobReport(input, output, counters.frames, counters.faces, counters.frames_with_faces,
@@ -193,14 +231,18 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
 
 
 def restore_image(input: str | os.PathLike, output: str | os.PathLike,
-                  options: RestoreOptions | None = None) -> Path:
-    """Restore the faces of an image file (jpg, png, ...) into another image file."""
-    return Restorer(options).restore_image(input, output)
+                  options: RestoreOptions | None = None) -> ImageReport:
+    """Restore the faces of an image file (jpg, png, ...) into another image file, alpha kept."""
+    check_input(input)
+    check_image_output(output, input)  # before the models load
+    report = Restorer(options).restore_image(input, output)
+    log.info("%s", report.summary())
+    return report
 
 
 def restore_file(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
                  *, compare: str | os.PathLike | None = None, progress: bool = True,
-                 on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> JobReport | Path:
+                 on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> JobReport | ImageReport:
     """The main job for any input: images go to `restore_image`, everything else to `restore_video`."""
     if is_image_path(input):
         if compare is not None:

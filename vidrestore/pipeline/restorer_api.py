@@ -3,7 +3,7 @@
     restorer = vidrestore.Restorer(RestoreOptions(model="GFPGANv1.4"))
     out_rgb = restorer.restore_frame(rgb)          # H x W x 3 RGB uint8 in, a new array out
     results = restorer.restore_frames([a, b, c])   # several images, one batched model call; .image, .faces
-    restorer.restore_image("photo.jpg", "out.png")
+    report = restorer.restore_image("photo.png", "out.png")  # alpha kept; report.faces: faces restored
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from vidrestore.device import resolve_device
-from vidrestore.errors import MediaError, VidrestoreError
+from vidrestore.errors import VidrestoreError
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.types import Detection
 from vidrestore.models.loading import load_restorer
 from vidrestore.models.restorer import BatchRestorer
+from vidrestore.pipeline.image_io import ImagePixels, check_image_output, read_image_file, write_image_file
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.stages import CropRestorer, select_faces
-from vidrestore.video.paths import check_input, check_output, make_temp, remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,11 @@ def load_crop_restorer(options: RestoreOptions, device: torch.device) -> CropRes
     """The restoration core for the options' model; None for `--model none`."""
     if not options.restores:
         return None
-    from vidrestore.weights import find_weights
+    from vidrestore.weights import find_all_weights
 
-    path = find_weights(options.model, offline=options.offline)
+    # restoring needs the detector's file too: fetched together, one error names every missing file
+    path, _ = find_all_weights([(options.model, "restorer"), (options.detector, "detector")],
+                               offline=options.offline)
     model = load_restorer(path)
     batch = BatchRestorer(model, device, precision=options.precision, batch_size=options.batch_size)
     log.info("restorer %s (%dx%d faces) on %s, %s, %d faces per batch", Path(path).name, model.out_size,
@@ -52,34 +53,11 @@ def load_crop_restorer(options: RestoreOptions, device: torch.device) -> CropRes
     return CropRestorer(batch, options.blend)
 
 
-def load_detector(options: RestoreOptions, device: torch.device) -> FaceDetector:
+def load_detector(options: RestoreOptions, device: torch.device,
+                  conf_threshold: float = DetectorConfig.conf_threshold) -> FaceDetector:
     """The face detector of the options (name or weights path), at their detection size."""
-    return FaceDetector(options.detector, device, DetectorConfig(det_size=options.det_size))
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); MediaError naming the file when it cannot be read."""
-    check_input(path)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MediaError(f"cannot read image {path}: not an image file or an unsupported format")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: str | os.PathLike, rgb: np.ndarray, input_path: str | os.PathLike | None = None) -> Path:
-    """Write an RGB image atomically (temporary file, then rename); the format follows the extension."""
-    out = check_output(path, input_path)
-    ok, data = cv2.imencode(out.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise MediaError(f"cannot encode an image as {out.suffix}: {out}")
-    tmp = make_temp(out)
-    try:
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-    return out
+    config = DetectorConfig(det_size=options.det_size, conf_threshold=conf_threshold)
+    return FaceDetector(options.detector, device, config)
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -95,6 +73,19 @@ class RestoredImage:
 
     image: np.ndarray
     faces: list[Detection]
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """What restoring an image file did: the files, and how many faces were restored."""
+
+    input: Path
+    output: Path
+    faces: int
+
+    def summary(self) -> str:
+        """One line for the log, as the video job's report gives."""
+        return f"{self.input.name}: {self.faces} face(s) restored -> {self.output}"
 
 
 class Restorer:
@@ -132,7 +123,10 @@ class Restorer:
             log.debug("restored %d face(s) in %d image(s)", len(face_frame), len(outs))
         return [RestoredImage(out, faces) for out, faces in zip(outs, found)]
 
-    def restore_image(self, input: str | os.PathLike, output: str | os.PathLike) -> Path:
-        """Restore the faces of an image file into another image file."""
-        check_output(output, input)
-        return write_image(output, self.restore_frame(read_image(input)), input)
+    def restore_image(self, input: str | os.PathLike, output: str | os.PathLike) -> ImageReport:
+        """Restore the faces of an image file into another image file (its alpha channel kept)."""
+        check_image_output(output, input)
+        pixels = read_image_file(input)
+        result = self.restore_frames([pixels.rgb])[0]
+        written = write_image_file(output, ImagePixels(result.image, pixels.alpha), input)
+        return ImageReport(Path(input), written, len(result.faces))

@@ -1,8 +1,9 @@
-"""The `vidrestore track` job: decode a video, track its faces, write the track JSON, optionally draw them.
+"""The `vidrestore track` job: the main job's decode and analyse stages, then the track JSON (and a drawn video).
 
-Frames come from the video stage's threaded VideoSource (exact PTS and time base); the drawn video
-goes through VideoSink (same timing, atomic). The JSON is the format of DESIGN.md section 6 and is
-written atomically (temporary file, then os.replace).
+Frames are decoded and analysed exactly as `vidrestore IN OUT` does (same source, same analysis view,
+same chunks and tracker settings), so the landmarks written are the ones the main job aligns faces
+with. The drawn video goes through VideoSink (same timing, atomic). The JSON is the format of
+DESIGN.md section 6 and is written atomically (temporary file, then os.replace).
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from vidrestore.atomic import atomic_path
-from vidrestore.video import EncoderSettings, Frame, VideoInfo, VideoSink, probe, read_frames
-from vidrestore.faces.detector import DetectorConfig, FaceDetector
-from vidrestore.faces.tracker import FaceTracker, TrackerConfig, analyze_frames
-from vidrestore.faces.types import FrameFaces
+from vidrestore.device import resolve_device
+from vidrestore.faces.detector import DetectorConfig
+from vidrestore.faces.types import TrackedFace
+from vidrestore.pipeline.job import analysis_pipeline, expected_frames, face_tracker, open_video, progress_bar
+from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.restorer_api import load_detector
+from vidrestore.pipeline.stages import AnalysedFrame, StageFn
+from vidrestore.video import EncoderSettings, Frame, VideoInfo, VideoSink, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +39,15 @@ def read_video(path: Path, limit: int | None = None) -> Iterator[Frame]:
     return frames if limit is None else itertools.islice(frames, limit)
 
 
-def tracks_document(info: VideoInfo, pts: list[int | None], results: list[FrameFaces]) -> dict:
+def frame_record(item: AnalysedFrame) -> dict:
+    """One frame of the track JSON (DESIGN.md section 6)."""
+    frame = item.frame
+    return {"index": frame.index, "pts": frame.pts, "detected": item.detected,
+            "faces": [face.to_dict() for face in item.faces]}
+
+
+def tracks_document(info: VideoInfo, frames: list[dict]) -> dict:
     """The track JSON document (DESIGN.md section 6)."""
-    frames = [
-        {"index": r.index, "pts": p, "detected": r.detected, "faces": [f.to_dict() for f in r.faces]}
-        for p, r in zip(pts, results)
-    ]
     video = {"width": info.width, "height": info.height, "time_base": str(info.time_base), "frames": len(frames)}
     return {"video": video, "frames": frames}
 
@@ -58,10 +65,10 @@ def _track_color(track_id: int) -> tuple[int, int, int]:
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
-def draw_faces(rgb: np.ndarray, result: FrameFaces) -> np.ndarray:
+def draw_faces(rgb: np.ndarray, faces: Sequence[TrackedFace], detected: bool) -> np.ndarray:
     """A copy of the frame with boxes, smoothed landmarks (dots), raw landmarks (crosses) and ids."""
     out = np.ascontiguousarray(rgb.copy())
-    for face in result.faces:
+    for face in faces:
         color = _track_color(face.track_id)
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
@@ -70,55 +77,61 @@ def draw_faces(rgb: np.ndarray, result: FrameFaces) -> np.ndarray:
             cv2.circle(out, (int(round(x)), int(round(y))), 2, color, -1)
         for x, y in face.raw_landmarks if face.raw_landmarks is not None else ():
             cv2.drawMarker(out, (int(round(x)), int(round(y))), (255, 255, 255), cv2.MARKER_CROSS, 6, 1)
-    if result.detected:
+    if detected:
         cv2.putText(out, "D", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 0, 0), 2)
     return out
 
 
-def build_tracker(
-    detector: str | Path, device: str, det_size: int, detect_every: int, conf_threshold: float, lag: int = 0
-) -> FaceTracker:
-    """A FaceTracker with its detector, from command-line settings (lag: frames of landmark look-ahead)."""
-    det_config = DetectorConfig(det_size=det_size, conf_threshold=conf_threshold)
-    config = TrackerConfig(detect_every=detect_every, lag=lag)
-    return FaceTracker(FaceDetector(detector, device, det_config), config)
+def record_stage(records: list[dict], drawing: VideoSink | None, on_frame: Callable[[], None]) -> StageFn:
+    """Sink stage: each analysed frame becomes a JSON record (and a drawn frame); its pixels are let go."""
+
+    def record(items: Iterable[AnalysedFrame]) -> Iterator[None]:
+        for item in items:
+            records.append(frame_record(item))
+            if drawing is not None:
+                item.frame.image = draw_faces(item.frame.image, item.faces, item.detected)
+                drawing.write(item.frame)
+            on_frame()
+        yield from ()
+
+    return record
+
+
+def frames_to_expect(info: VideoInfo, limit: int | None) -> int | None:
+    """The progress bar's total: the job's estimate of the frame count, at most `limit`."""
+    expected = expected_frames(info)
+    if limit is None:
+        return expected
+    return limit if expected is None else min(limit, expected)
 
 
 def run_track(
     source: Path,
     json_path: Path,
-    tracker: FaceTracker,
+    options: RestoreOptions,
+    *,
+    conf_threshold: float = DetectorConfig.conf_threshold,
     draw_path: Path | None = None,
     limit: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Track the faces of a video and write the JSON (and the drawn video); returns the JSON document."""
-    info = probe(source)
-    pts: list[int | None] = []
-    decoded: dict[int, Frame] = {}
-    drawing = VideoSink(draw_path, info, DRAW_SETTINGS, copy_streams=False) if draw_path else None
-
-    def frames() -> Iterator[np.ndarray]:
-        for frame in read_video(source, limit):
-            pts.append(frame.pts)
-            if drawing:
-                decoded[frame.index] = frame
-            yield frame.image
-
-    results: list[FrameFaces] = []
-    with drawing or contextlib.nullcontext():
-        for result in tqdm(analyze_frames(frames(), tracker), unit="frame", disable=not progress):
-            results.append(result)
-            if drawing:
-                frame = decoded.pop(result.index)
-                frame.image = draw_faces(frame.image, result)
-                drawing.write(frame)
-    document = tracks_document(info, pts, results)
+    """Track the faces of a video as the main job does with these options; write the JSON (and the
+    drawn video) and return the JSON document."""
+    tracker = face_tracker(options, load_detector(options, resolve_device(options.device), conf_threshold))
+    records: list[dict] = []
+    with open_video(source, options) as video:
+        info = video.info
+        drawing = VideoSink(draw_path, info, DRAW_SETTINGS, copy_streams=False) if draw_path else None
+        with drawing or contextlib.nullcontext(), \
+                progress_bar(frames_to_expect(info, limit), source.name, progress) as bar:
+            pipeline = analysis_pipeline(video, tracker, options, frames=limit)
+            pipeline.add("record", record_stage(records, drawing, bar.update)).run()
+    document = tracks_document(info, records)
     write_json_atomic(document, json_path)
     log.info(
         "%d frames, detector ran on %d, %d track(s)",
-        len(results),
+        len(records),
         tracker.detected_frames,
-        len({f.track_id for r in results for f in r.faces}),
+        len({face["track"] for record in records for face in record["faces"]}),
     )
     return document

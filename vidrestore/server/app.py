@@ -29,10 +29,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vidrestore import __version__
+from vidrestore.pipeline.image_io import encode_image
 from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
 from vidrestore.pipeline.restorer_api import RestoredImage, Restorer
 from vidrestore.server.errors import ERROR_RESPONSES, ApiError, ErrorBody, install_error_handlers, invalid_parameter
-from vidrestore.server.images import API_FORMATS, FORMATS, DecodedImage, decode_image, encode_image, media_type
+from vidrestore.server.images import API_FORMATS, FORMATS, DecodedImage, decode_image, media_type
 from vidrestore.server.jobs import JobState, new_name
 from vidrestore.server.metrics import MetricsMiddleware, ServerMetrics
 from vidrestore.server.restorers import SharedRestorer

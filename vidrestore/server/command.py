@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vidrestore.arguments import add_model_arguments, add_run_flags
+from vidrestore.arguments import add_model_arguments
 from vidrestore.server.settings import MIB, ServerSettings
 
 TOKEN_ENV = "VIDRESTORE_TOKEN"
@@ -41,7 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model (loaded once at startup; requests may ask for model=none, blend, centre face)")
     m.add_argument("--config", help="preset name (default, fast, quality) or YAML file")
     add_model_arguments(m, tracking=False)
-    add_run_flags(p)
     lim = p.add_argument_group("limits")
     for flag, name, scale, text in LIMITS:
         value = getattr(DEFAULTS, name)

@@ -8,15 +8,15 @@ corrupt file fails to decode completely and is refused too (no partial pictures)
 
 from __future__ import annotations
 
-import io
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from vidrestore.pipeline.image_io import upright_pixels
 from vidrestore.server.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,6 @@ FORMATS = {
 }
 API_FORMATS = {api: pil for pil, (api, _) in FORMATS.items()}
 FORMAT_ALIASES = {"MPO": "JPEG"}  # camera JPEGs with extra pictures open as MPO
-ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-SAVE_OPTIONS: dict[str, dict[str, object]] = {
-    "JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": 3}}
 
 
 @dataclass(frozen=True)
@@ -69,52 +66,18 @@ def decode_image(path: Path, max_pixels: int) -> DecodedImage:
         fmt = FORMAT_ALIASES.get(image.format or "", image.format or "")
         fmt = fmt if fmt in FORMATS else "PNG"
         try:
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            alpha = _alpha(upright)
-            rgb = rgb_array(upright)
+            pixels = upright_pixels(image)
         except Exception as exc:  # noqa: BLE001 - any failure to decode client bytes is bad input, not a server error
             log.debug("cannot decode an uploaded %s image", fmt, exc_info=True)
             raise ApiError(400, "bad_image",
                            f"cannot decode the {fmt} image: truncated or corrupt ({_reason(exc)})") from None
-    return DecodedImage(np.ascontiguousarray(rgb), alpha, fmt)
-
-
-def rgb_array(image: Image.Image) -> np.ndarray:
-    """The picture as RGB uint8; 16-bit and 32-bit grey (PNG, TIFF) and float pictures scaled, not clipped."""
-    if image.mode.startswith("I") or image.mode == "F":
-        grey = np.asarray(image, dtype=np.float64)
-        peak = float(np.nanmax(grey)) if grey.size else 0.0
-        if image.mode == "F" and peak <= 1.0:
-            grey = grey * 255.0  # float pictures in 0..1
-        elif image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
-            grey = grey / 257.0  # 16-bit range (what PNG and TIFF store in these modes)
-        grey = np.clip(np.nan_to_num(grey), 0, 255).round().astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def _alpha(image: Image.Image) -> Image.Image | None:
-    """The alpha channel of a picture that has one (including palette transparency), else None."""
-    if "A" in image.getbands() or "transparency" in image.info:
-        return image.convert("RGBA").getchannel("A")
-    return None
+    return DecodedImage(pixels.rgb, pixels.alpha, fmt)
 
 
 def _reason(exc: Exception) -> str:
     """A short reason from a decoder exception."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
-
-
-def encode_image(rgb: np.ndarray, alpha: Image.Image | None, fmt: str) -> bytes:
-    """The picture encoded in a Pillow format (alpha put back where the format keeps it)."""
-    out = Image.fromarray(rgb, "RGB")
-    if alpha is not None and fmt in ALPHA_FORMATS and alpha.size == out.size:
-        out.putalpha(alpha)
-    buffer = io.BytesIO()
-    out.save(buffer, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
-    return buffer.getvalue()
 
 
 def media_type(fmt: str) -> str:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
+from vidrestore.atomic import commit_temp, create_temp, discard_temp  # noqa: F401 - commit_temp for the writers
 from vidrestore.errors import MediaError
 
 log = logging.getLogger(__name__)
-
-TMP_MARK = ".vidrestore-tmp-"
 
 
 def is_url(source: str | os.PathLike) -> bool:
@@ -63,24 +61,20 @@ def check_output(path: str | os.PathLike, input_path: str | os.PathLike | None =
 
 
 def make_temp(out: Path, suffix: str | None = None) -> Path:
-    """Create an empty hidden temp file beside `out`, keeping its extension so the muxer is right."""
-    folder = out.parent if str(out.parent) else Path(".")
+    """Create an empty hidden temp file beside `out`, locked by this process, keeping its extension
+    so the muxer is right; leftovers of dead runs writing `out` are removed first."""
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}{TMP_MARK}", suffix=suffix or out.suffix, dir=folder)
+        return create_temp(out, suffix)
     except OSError as exc:
+        folder = out.parent if str(out.parent) else Path(".")
         raise MediaError(f"cannot write into the output folder {folder}: {exc.strerror or exc}") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
 
 
 def remove_quietly(path: Path | None) -> None:
-    """Delete a temp file if it is there; never raises."""
+    """Delete a temp file if it is there and release its lock; never raises."""
     if path is None:
         return
     try:
-        path.unlink(missing_ok=True)
+        discard_temp(path)
     except OSError as exc:
         log.warning("could not remove temporary file %s: %s", path, exc)

@@ -10,7 +10,7 @@ from typing import Any
 import av
 
 from vidrestore.errors import MediaError
-from vidrestore.video.paths import check_input
+from vidrestore.video.paths import check_input, is_url
 from vidrestore.video.types import ColorInfo, StreamInfo, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,20 @@ COPYABLE_TYPES = ("audio", "subtitle", "data")
 # Per-stream tags the muxer writes by itself; copying them would carry stale values.
 DERIVED_TAGS = {"DURATION", "duration", "encoder", "ENCODER", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES",
                 "_STATISTICS_TAGS", "_STATISTICS_WRITING_APP", "_STATISTICS_WRITING_DATE_UTC", "BPS"}
+
+# The names FFmpeg gives the colour tags (libavutil av_color_*_name, what ffprobe prints), by enum value.
+COLOR_RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
+COLOR_PRIMARIES_NAMES = {0: "reserved", 1: "bt709", 2: "unknown", 3: "reserved", 4: "bt470m", 5: "bt470bg",
+                         6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020", 10: "smpte428", 11: "smpte431",
+                         12: "smpte432", 22: "ebu3213", 256: "vgamut"}
+COLOR_TRANSFER_NAMES = {0: "reserved", 1: "bt709", 2: "unknown", 3: "reserved", 4: "bt470m", 5: "bt470bg",
+                        6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100", 10: "log316", 11: "iec61966-2-4",
+                        12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
+                        17: "smpte428", 18: "arib-std-b67", 256: "vlog"}
+COLOR_SPACE_NAMES = {0: "gbr", 1: "bt709", 2: "unknown", 3: "reserved", 4: "fcc", 5: "bt470bg", 6: "smpte170m",
+                     7: "smpte240m", 8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085",
+                     12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp", 15: "ipt-c2", 16: "ycgco-re",
+                     17: "ycgco-ro"}
 
 
 def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -> Any:
@@ -35,6 +49,13 @@ def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -
 def _reason(exc: BaseException) -> str:
     """FFmpeg's message without the file name PyAV repeats."""
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def codec_name(stream: Any) -> str | None:
+    """FFmpeg's name of a stream's codec; data streams (no codec context) included."""
+    if stream.codec_context is not None:
+        return stream.codec_context.name
+    return getattr(stream, "name", None)
 
 
 def video_stream(container: Any, path: str) -> Any:
@@ -93,9 +114,8 @@ def probe_container(container: Any, path: str) -> VideoInfo:
     vs = video_stream(container, path)
     cc = vs.codec_context
     others = tuple(
-        StreamInfo(index=s.index, type=s.type,
-                   codec=s.codec_context.name if s.codec_context is not None else None,
-                   time_base=s.time_base, language=s.language, metadata=clean_tags(dict(s.metadata)))
+        StreamInfo(index=s.index, type=s.type, codec=codec_name(s), time_base=s.time_base,
+                   language=s.language, metadata=clean_tags(dict(s.metadata)))
         for s in container.streams if s.index != vs.index and s.type in COPYABLE_TYPES
     )
     first = None
@@ -134,3 +154,69 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return probe_container(container, src)
     finally:
         container.close()
+
+
+# --- the report of `vidrestore probe` ------------------------------------------------------------
+
+
+def color_names(color: ColorInfo) -> dict[str, str]:
+    """The colour tags by the names FFmpeg gives them ("bt709", "tv"; "unknown" when not specified)."""
+    return {"primaries": COLOR_PRIMARIES_NAMES.get(color.primaries, "unknown"),
+            "transfer": COLOR_TRANSFER_NAMES.get(color.transfer, "unknown"),
+            "matrix": COLOR_SPACE_NAMES.get(color.matrix, "unknown"),
+            "range": COLOR_RANGE_NAMES.get(color.range, "unknown")}
+
+
+def stream_entry(stream: Any) -> dict[str, Any]:
+    """One stream of any type as `vidrestore probe` lists it: index, type, codec, language and its format."""
+    entry: dict[str, Any] = {"index": stream.index, "type": stream.type, "codec": codec_name(stream),
+                             "language": stream.language}
+    cc = stream.codec_context
+    if stream.type == "video":
+        entry.update(width=cc.width, height=cc.height, pix_fmt=cc.pix_fmt,
+                     cover_art=bool(stream.disposition & av.stream.Disposition.attached_pic))
+    elif stream.type == "audio":
+        entry.update(sample_rate=cc.sample_rate, channels=cc.channels, layout=cc.layout.name)
+    return entry
+
+
+def count_packets(path: str, index: int) -> int:
+    """The packets of one stream, counted by demuxing the whole file (nothing is decoded)."""
+    container = open_input(path)
+    count = 0
+    try:
+        for packet in container.demux(container.streams[index]):
+            count += bool(packet.size)
+    except av.FFmpegError as exc:
+        log.warning("%s: counting stopped at a read error after %d packets: %s", path, count, _reason(exc))
+    finally:
+        container.close()
+    return count
+
+
+def video_frame_count(path: str, index: int, declared: int) -> tuple[int | None, str]:
+    """(frames of the video stream, where the number comes from): the container's count when it has
+    one, else its packets counted ("packets"); a stream (URL) is not read to its end ("unknown")."""
+    if declared > 0:
+        return declared, "container"
+    if is_url(path):
+        return None, "unknown"
+    return count_packets(path, index), "packets"
+
+
+def probe_report(path: str | os.PathLike) -> dict[str, Any]:
+    """What `vidrestore probe` prints: the probe as JSON, with the colour tags by name, every stream
+    (video, audio, subtitle, data) and the video's frame count."""
+    src = str(path)
+    container = open_input(src)
+    try:
+        info = probe_container(container, src)
+        streams = [stream_entry(s) for s in container.streams]
+        declared = container.streams[info.video_index].frames
+    finally:
+        container.close()
+    report = info.to_json()
+    report["color"] = color_names(info.color)
+    report["streams"] = streams
+    report["frames"], report["frames_from"] = video_frame_count(src, info.video_index, declared)
+    return report
