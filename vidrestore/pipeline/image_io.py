@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidrestore.errors import MediaError
-from vidrestore.video.paths import check_input, check_output, make_temp, remove_quietly
+from vidrestore.video.paths import check_input, check_output, commit_temp, make_temp, remove_quietly
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")  # the only Pillow readers and writers used
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
@@ -112,7 +112,7 @@ def write_image_file(path: str | os.PathLike, pixels: ImagePixels,
     tmp = make_temp(out)
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, out)
+        commit_temp(tmp, out)
     except BaseException:
         remove_quietly(tmp)
         raise
