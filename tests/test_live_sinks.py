@@ -136,11 +136,13 @@ def test_restream_takes_the_sources_rate_unless_one_is_given() -> None:
         for i in range(3):
             for sink in (follows, fixed):
                 sink.write(live_output(numbered_frame(i), i, pts=i * 1800, rate=Fraction(50)))
+            for sink in (follows, fixed):  # each frame sent before the next is written: none is dropped
+                wait_for(lambda sink=sink, i=i: sink.sent > i, f"frame {i} to be sent to {sink.url}")
     finally:
         follows.close()
         fixed.close()
     assert follows.rate == 50 and follows.settings.options["g"] == "50" and follows.sent == 3
-    assert fixed.rate == 30 and fixed.settings.options["g"] == "30"
+    assert fixed.rate == 30 and fixed.settings.options["g"] == "30" and fixed.sent == 3
 
 
 def test_timeline_never_goes_back() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _thread
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,11 @@ from pipeline_support import cut_clip, files_in, make_tiny_restorer, pipeline_th
 from vidrestore import cli
 from vidrestore.errors import JobCancelled
 from vidrestore.pipeline.job import restore_video
+from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import CropRestorer
 
 FRAMES = 16
+WAIT_S = 60.0  # a failure guard: the longest a stage waits for the main thread (far less is needed)
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +74,23 @@ def test_interrupt_inside_a_stage_exits_130_and_leaves_nothing(work, detector_we
 
 
 def test_ctrl_c_in_the_main_thread_exits_130_and_leaves_nothing(work, detector_weights, tmp_path, monkeypatch) -> None:
-    original = CropRestorer.restore
+    restore, cancel = CropRestorer.restore, Pipeline.cancel
+    cancelled = threading.Event()
+    interrupted: list[bool] = []
 
-    def slow_then_ctrl_c(self, *args, **kwargs):
-        _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
-        time.sleep(0.3)
-        return original(self, *args, **kwargs)
+    def cancel_and_tell(self) -> None:
+        cancel(self)
+        cancelled.set()
 
-    monkeypatch.setattr(CropRestorer, "restore", slow_then_ctrl_c)
+    def ctrl_c_then_wait_for_the_cancel(self, *args, **kwargs):
+        if not interrupted:  # Ctrl-C once, at the first face: the job is surely running and not done
+            interrupted.append(True)
+            _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+            assert cancelled.wait(WAIT_S), "the main thread did not cancel the job after Ctrl-C"
+        return restore(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "cancel", cancel_and_tell)
+    monkeypatch.setattr(CropRestorer, "restore", ctrl_c_then_wait_for_the_cancel)
     assert cli.main(_cli_args(work, detector_weights, tmp_path / "out.mp4")) == 130
     assert files_in(tmp_path) == []
     assert not pipeline_threads()

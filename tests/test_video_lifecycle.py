@@ -3,8 +3,8 @@ from either thread reach the caller, memory stays bounded by the queue."""
 
 from __future__ import annotations
 
+import queue
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from vidrestore.video import EncoderSettings, VideoSink, VideoSource, open_sink
 
 FAST = EncoderSettings(preset="ultrafast")
 BACKENDS = ["pyav", "ffmpeg"]
+WAIT_S = 30.0  # a failure guard: the longest a test waits for a thread to reach a point (far less is needed)
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +92,29 @@ def test_abandoned_iteration_ends_the_thread(clip):
     assert video_threads() == []
 
 
+class HoldWatchingQueue(queue.Queue):
+    """A queue.Queue that sets `held` whenever a put finds it full, i.e. the producer has to wait."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.held = threading.Event()
+
+    def put(self, item, block=True, timeout=None):
+        if self.full():
+            self.held.set()
+        super().put(item, block, timeout)
+
+
 def test_decode_queue_is_bounded(clip):
-    with VideoSource(clip, queue_size=3) as src:
+    src = VideoSource(clip, queue_size=3)
+    src._chan._q = watched = HoldWatchingQueue(3)  # the decode thread's queue, watched
+    with src:
         it = iter(src)
         next(it)
-        time.sleep(0.3)  # let the decoder run ahead as far as it can
+        watched.held.clear()  # from now on: held with one frame taken (a held put retries, so it is seen)
+        assert watched.held.wait(WAIT_S), "the decoder never had to wait for room in its queue"
         ahead = src.stats.frames
-    assert ahead <= 1 + 3 + 1  # taken + queued + the one waiting to be put
+    assert ahead == 1 + 3 + 1  # taken + queued + the one waiting to be put
 
 
 def test_wrong_frame_size_surfaces_as_media_error(clip, tmp_path):

@@ -7,7 +7,13 @@ Same parameters (`DegradationParams`, drawn on the CPU by `sample_degradation`) 
   -> noise (per-sample seeded generators) -> JPEG (TorchCodec: nvJPEG on CUDA) -> resize back
   -> colour shift / gray / jitter (masks and per-sample factors) -> quantise to 8 bits.
 
-The CPU path and this one agree to within JPEG codec and noise-realisation differences (tested).
+How close the two paths are (tested step by step): before the codec they differ by float32 rounding
+only (FFT vs direct blur, two bilinear kernels); the codecs (libjpeg-turbo in cv2 and in TorchCodec,
+accurate integer DCT) give the same pixels for the same 8-bit image; after the codec the paths differ
+by float rounding again. Pixels lying on a half step before the codec (upsampling 8-bit values makes
+many) may still round differently on the two paths or CPUs, and JPEG can turn such a one-step
+difference into several steps in that 8x8 block: the paths agree per step, not pixel for pixel, and
+the noise realisations differ (numpy vs torch generators).
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ def gray_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 def _to_uint8(image: torch.Tensor) -> torch.Tensor:
-    return (image * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    """[0,1] -> 8 bits for the codec, halves rounded up as the loader's cv2 path does (`_jpeg`).
+
+    Upsampling 8-bit values puts many pixels exactly on a half step; torch.round would send them down
+    (half to even) where the loader sends them up, and JPEG turns one such step into several.
+    """
+    return torch.floor(image * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def _jpeg_codec():
@@ -131,21 +142,26 @@ def jitter_batch(images: torch.Tensor, params: Sequence[DegradationParams]) -> t
     return images
 
 
+def shrink_batch(hq: torch.Tensor, params: Sequence[DegradationParams]) -> list[torch.Tensor]:
+    """Blur, downsample and noise: each sample's (3,h,w) [0,1] image as the JPEG codec gets it (before 8 bits)."""
+    kernels = torch.from_numpy(np.stack([p.kernel for p in params])).to(hq.device)
+    blurred = blur_batch(hq.float(), kernels)  # (B,3,H,W)
+    small = []
+    for image, p in zip(blurred, params):
+        shrunk = F.interpolate(image[None], size=p.small_size(*hq.shape[-2:]), mode="bilinear",
+                               align_corners=False)[0]
+        noise = _seeded_noise(shrunk.shape, p.noise_seed, hq.device) if p.noise_sigma > 0 else 0.0
+        small.append((shrunk + noise * p.noise_sigma).clamp(0, 1))
+    return small
+
+
 def degrade_batch(hq: torch.Tensor, params: Sequence[DegradationParams]) -> torch.Tensor:
     """The LQ batch of (B,3,H,W) RGB [0,1] HQ faces on any device: same shape and device, 8-bit steps."""
     if hq.ndim != 4 or hq.shape[1] != 3 or hq.shape[0] != len(params):
         raise ValueError(f"expected (B,3,H,W) with B = {len(params)} parameter sets, got {tuple(hq.shape)}")
     device = hq.device
     h, w = hq.shape[-2:]
-    kernels = torch.from_numpy(np.stack([p.kernel for p in params])).to(device)
-    blurred = blur_batch(hq.float(), kernels)  # (B,3,H,W)
-    small = []
-    for image, p in zip(blurred, params):
-        size = p.small_size(h, w)
-        shrunk = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-        noise = _seeded_noise(shrunk.shape, p.noise_seed, device) if p.noise_sigma > 0 else 0.0
-        small.append((shrunk + noise * p.noise_sigma).clamp(0, 1))
-    decoded = jpeg_batch(small, [p.jpeg_quality for p in params])
+    decoded = jpeg_batch(shrink_batch(hq, params), [p.jpeg_quality for p in params])
     lq = torch.cat([F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)
                     for image in decoded])
     shifts = [p.color_shift[::-1] if p.color_shift is not None else (0.0, 0.0, 0.0) for p in params]  # BGR -> RGB
