@@ -6,13 +6,15 @@ import argparse
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vidrestore.arguments import add_model_arguments, add_run_flags
+from vidrestore.arguments import add_model_arguments
 from vidrestore.errors import VidrestoreError
-from vidrestore.live.runner import POLICIES, LiveOptions, run_live
-from vidrestore.live.source import LiveSource, SourceOptions, classify
-from vidrestore.live.types import LiveSink, LiveStats
-from vidrestore.pipeline.options import load_options
+from vidrestore.live import POLICIES
+
+if TYPE_CHECKING:  # the modules that run live mode import torch: only when it runs, not to build the parser
+    from vidrestore.live.source import SourceOptions
+    from vidrestore.live.types import LiveSink, LiveStats
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +51,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--window", action="store_true", help="show the restored feed in a window (q or Esc quits)")
     out.add_argument("--record", metavar="FILE", help="record the restored feed with the source's timestamps")
     out.add_argument("--segment-seconds", type=float, help="split the recording into segments of this length")
+    out.add_argument("--no-audio", action="store_true", help="record video only (by default the source's audio "
+                     "is copied into the recording)")
     out.add_argument("--preview", metavar="[HOST:]PORT", help="HTTP MJPEG preview for browsers, e.g. 8090 or 0.0.0.0:8090")
     out.add_argument("--restream", metavar="URL", help="re-stream to rtsp://, rtmp://, udp:// or srt://")
     out.add_argument("--restream-format", help="FFmpeg output format of the re-stream (guessed from the URL)")
-    add_run_flags(p)
 
 
 def source_options(args: argparse.Namespace) -> SourceOptions:
     """The source settings of the arguments (KEY=VALUE input options checked)."""
+    from vidrestore.live.source import SourceOptions
+
     extra: dict[str, str] = {}
     for item in args.input_option:
         key, sep, value = item.partition("=")
@@ -64,7 +69,8 @@ def source_options(args: argparse.Namespace) -> SourceOptions:
             raise VidrestoreError(f"--input-option wants KEY=VALUE, not {item!r}")
         extra[key] = value
     return SourceOptions(transport=args.transport, timeout=args.timeout, input_format=args.input_format,
-                         input_options=extra, loop=args.loop, max_retries=args.max_retries)
+                         input_options=extra, loop=args.loop, max_retries=args.max_retries,
+                         audio=not args.no_audio)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -113,6 +119,10 @@ def build_sinks(args: argparse.Namespace, stats: LiveStats, stop: threading.Even
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `vidrestore live`."""
+    from vidrestore.live.runner import LiveOptions, run_live
+    from vidrestore.live.source import LiveSource, classify
+    from vidrestore.pipeline.options import load_options
+
     if args.segment_seconds is not None and not args.record:
         raise VidrestoreError("--segment-seconds goes with --record")
     overrides = {name: getattr(args, name) for name in MODEL_OVERRIDES}

@@ -17,35 +17,51 @@ CLOSED = Closed()
 class NewestQueue:
     """A bounded queue whose `put` never waits: when full it drops the oldest item and counts it.
 
-    The sink's caller (the live runner) puts, the sink's thread gets; `close` wakes the getter.
+    Items put with `keep` (a recording's audio packets) are never dropped and do not count towards
+    the bound; they keep their place in the order. The sink's caller (the live runner) puts, the
+    sink's thread gets; `close` wakes the getter.
     """
 
     def __init__(self, size: int) -> None:
-        self._items: deque[Any] = deque()
+        self._items: deque[tuple[Any, bool]] = deque()  # (item, kept)
+        self._droppable = 0  # items not put with `keep`
         self._size = max(1, size)
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
 
-    def put(self, item: Any) -> bool:
-        """Queue `item`; False when an older item had to be dropped to make room (or the queue is closed)."""
+    def put(self, item: Any, keep: bool = False) -> bool:
+        """Queue `item`; False when an older item had to be dropped to make room (or the queue is closed).
+
+        With `keep` the item is queued whatever the bound, and never dropped later."""
         with self._cond:
             if self._closed:
                 return False
-            kept = len(self._items) < self._size
-            if not kept:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(item)
+            room = keep or self._droppable < self._size
+            if not room:
+                self._drop_oldest()
+            self._items.append((item, keep))
+            self._droppable += not keep
             self._cond.notify()
-            return kept
+            return room
+
+    def _drop_oldest(self) -> None:
+        """Remove the oldest item that was not put with `keep` (the caller holds the lock)."""
+        for position, (_, kept) in enumerate(self._items):
+            if not kept:
+                del self._items[position]
+                self._droppable -= 1
+                self.dropped += 1
+                return
 
     def get(self, timeout: float | None = None) -> Any:
         """The oldest item; None after `timeout` seconds without one; CLOSED once closed and empty."""
         with self._cond:
             self._cond.wait_for(lambda: self._items or self._closed, timeout)
             if self._items:
-                return self._items.popleft()
+                item, kept = self._items.popleft()
+                self._droppable -= not kept
+                return item
             return CLOSED if self._closed else None
 
     def close(self, discard: bool = False) -> None:
@@ -54,6 +70,7 @@ class NewestQueue:
             self._closed = True
             if discard:
                 self._items.clear()
+                self._droppable = 0
             self._cond.notify_all()
 
     def __len__(self) -> int:

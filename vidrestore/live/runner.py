@@ -1,6 +1,7 @@
 """The live job: the main job's stages under a latency policy, fanned out to live sinks.
 
     LiveSource -> source -> analyse -> policy -> restore -> composite -> deliver -> SinkHub -> sinks
+    LiveSource (audio packets, copied) ------------------------------------------------> audio sinks
 
 Same stages as the file pipeline (causal tracking: no look-ahead), with queues of one item, one frame
 per restoration batch, and late frames handled by policy: "drop" (frames are dropped at the source,
@@ -20,8 +21,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 from vidrestore.device import resolve_device
 from vidrestore.errors import JobCancelled, VidrestoreError
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig
+from vidrestore.live import POLICIES
 from vidrestore.live.source import LiveSource
-from vidrestore.live.types import LiveFrame, LiveOutput, LiveSink, LiveStats
+from vidrestore.live.types import AudioSink, LiveFrame, LiveOutput, LiveSink, LiveStats
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
 from vidrestore.pipeline.runner import Pipeline
@@ -37,7 +39,6 @@ from vidrestore.pipeline.stages import (
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("drop", "passthrough")
 POLL_SECONDS = 0.25
 
 
@@ -245,7 +246,8 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
              live: LiveOptions | None = None, *, stop: threading.Event | None = None) -> LiveStats:
     """Restore a live source into the sinks until it ends, the duration is spent, `stop` is set or Ctrl-C.
 
-    Returns the run's statistics. A stop request ends the run normally (not an error).
+    Returns the run's statistics. A stop request ends the run normally (not an error). The sinks that
+    take audio (the recording) get the source's audio packets straight from the source, not restored.
     """
     options = options or RestoreOptions()
     live = live or LiveOptions()
@@ -269,6 +271,9 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
         .add("composite", composite_stage(engine, JobCounters(), write_back=False))
         .add("deliver", deliver_stage(hub, inflight))
     )
+    for sink in sinks:
+        if isinstance(sink, AudioSink):
+            source.add_audio_sink(sink)
     source.start()
     try:
         pipeline.run(stop)

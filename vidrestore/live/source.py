@@ -3,11 +3,13 @@
 A reader thread decodes continuously into a short queue; when the consumer (restoration) is behind,
 the oldest queued frame is dropped and counted, so what waits is never more than `queue_size`
 frames old. A source that stops or breaks is reopened with exponential backoff; a file ends the run
-(or starts over with `loop`).
+(or starts over with `loop`). The source's audio packets, when a sink wants them, are handed on as
+demuxed (copied, never decoded) and never dropped with the frames.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -17,12 +19,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
+from typing import Any, Iterator
 
 import av
 
 from vidrestore.errors import MediaError
-from vidrestore.live.types import LiveFrame, LiveStats
+from vidrestore.live.types import AudioSink, AudioTrack, LiveAudio, LiveFrame, LiveStats
 from vidrestore.video.paths import check_input, is_url
 from vidrestore.video.probe import video_stream
 from vidrestore.video.types import Frame
@@ -46,6 +48,7 @@ class SourceOptions:
     backoff: float = 0.5  # first wait before reopening; doubles on each failure
     max_backoff: float = 10.0
     max_retries: int | None = None  # reopen attempts in a row before giving up (None: forever)
+    audio: bool = True  # hand the source's audio to the sinks that record it (False: video only)
 
 
 def classify(source: str) -> str:
@@ -80,6 +83,22 @@ def open_options(source: str, kind: str, options: SourceOptions) -> tuple[str, s
     return name, fmt, ffmpeg_options
 
 
+def audio_track(stream: Any, connection: int) -> AudioTrack:
+    """The audio stream's codec parameters, copied into a stream of an in-memory container that is never
+    written, so that they outlive the source's own container (closed at a reconnect)."""
+    holder = av.open(io.BytesIO(), "w", format="nut")  # nut takes any codec FFmpeg knows
+    template = holder.add_stream_from_template(stream)  # the stream keeps its container alive
+    return AudioTrack(connection, template, Fraction(stream.time_base))
+
+
+def first_audio_stream(container: Any) -> Any | None:
+    """The source's first audio stream with a known codec, or None."""
+    for s in container.streams.audio:
+        if s.codec_context is not None and s.codec_context.name:
+            return s
+    return None
+
+
 class SourceEnded(Exception):
     """The source ended for good (a file without loop, or retries exhausted)."""
 
@@ -105,8 +124,13 @@ class LiveSource:
         self.connection = 0
         self.rate: Fraction | None = None  # nominal frame rate of the open stream, when it declares one
         self.last_problem = ""
+        self._audio_sinks: list[AudioSink] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
+
+    def add_audio_sink(self, sink: AudioSink) -> None:
+        """Hand the source's audio (unless `options.audio` is off) to `sink` as well; call before start()."""
+        self._audio_sinks.append(sink)
 
     def start(self) -> None:
         """Start the reader thread (idempotent)."""
@@ -219,18 +243,9 @@ class LiveSource:
                             timeout=(self.options.timeout, self.options.timeout))
         delivered = False
         try:
-            stream = video_stream(container, self.source)
-            stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"  # frame threading adds delay
-            self.connection += 1
-            self.rate = stream.average_rate or stream.guessed_rate or None
-            if self.connection > 1 and self.kind != "file":
-                self.stats.reconnects += 1
-            log.info("source up: %s (%dx%d, connection %d)", describe(self.source), stream.codec_context.width,
-                     stream.codec_context.height, self.connection)
-            self.last_problem = ""
-            self.stats.source_up = True
+            stream, audio = self._connect(container)
             clock = _PlaybackClock() if self.realtime else None
-            for vf in container.decode(stream):
+            for vf in self._decode(container, stream, audio):
                 if self._stop.is_set():
                     break
                 frame = Frame(index=self._sequence, pts=vf.pts, time_base=vf.time_base or stream.time_base,
@@ -244,6 +259,44 @@ class LiveSource:
         if self.kind != "file" and not self._stop.is_set():
             self._set_down(f"{describe(self.source)}: the stream ended")
         return delivered
+
+    def _connect(self, container: Any) -> tuple[Any, Any | None]:
+        """A new connection: its video stream, and its audio stream when a sink wants it (announced to them)."""
+        stream = video_stream(container, self.source)
+        stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"  # frame threading adds delay
+        audio = first_audio_stream(container) if self.options.audio and self._audio_sinks else None
+        self.connection += 1
+        self.rate = stream.average_rate or stream.guessed_rate or None
+        if self.connection > 1 and self.kind != "file":
+            self.stats.reconnects += 1
+        log.info("source up: %s (%dx%d%s, connection %d)", describe(self.source), stream.codec_context.width,
+                 stream.codec_context.height, f", {audio.codec_context.name} audio" if audio else "",
+                 self.connection)
+        self.last_problem = ""
+        self.stats.source_up = True
+        if audio is not None:
+            track = audio_track(audio, self.connection)
+            for sink in self._audio_sinks:
+                sink.audio_track(track)
+        return stream, audio
+
+    def _decode(self, container: Any, stream: Any, audio: Any | None) -> Iterator[Any]:
+        """The decoded video frames; the audio packets met on the way go to the audio sinks as they are."""
+        if audio is None:
+            yield from container.decode(stream)
+            return
+        for packet in container.demux(stream, audio):
+            if packet.stream.index == stream.index:
+                yield from packet.decode()
+            elif packet.size:  # not the demuxer's end-of-stream marker
+                self._push_audio(packet)
+
+    def _push_audio(self, packet: Any) -> None:
+        """Hand one audio packet, copied, to every audio sink (they never block)."""
+        item = LiveAudio(bytes(packet), packet.pts, packet.dts, packet.duration or 0, Fraction(packet.time_base),
+                         self.connection, packet.is_keyframe)
+        for sink in self._audio_sinks:
+            sink.write_audio(item)
 
 
 class _PlaybackClock:

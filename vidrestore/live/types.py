@@ -1,9 +1,12 @@
 """The records of live mode: frames with their arrival time, the outputs the sinks get, the statistics.
 
     LiveSource --(LiveFrame)--> analyse -> restore -> composite --(LiveOutput)--> sinks
+    LiveSource --(AudioTrack, LiveAudio)--> the sinks that record audio (`AudioSink`: the recording)
 
 Every sink implements `LiveSink`: `write` must return quickly (a slow sink drops frames of its own,
-it never holds back the others), `idle` is called while the source is down.
+it never holds back the others), `idle` is called while the source is down. The source's audio
+packets are copied, never decoded nor restored, and go straight from the source's reader thread to
+the sinks that implement `AudioSink`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -50,6 +53,55 @@ class LiveOutput:
     def seconds(self) -> float | None:
         """Presentation time in seconds from the source's timestamps."""
         return None if self.pts is None else float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True, eq=False)
+class AudioTrack:
+    """The source's audio stream on one connection: what a recording needs to copy its packets."""
+
+    connection: int
+    template: Any  # an av stream with the source stream's codec parameters, in a container never written
+    time_base: Fraction
+
+    @property
+    def codec(self) -> str:
+        """The codec's FFmpeg name (aac, pcm_mulaw, opus, ...)."""
+        return self.template.codec_context.name
+
+    @property
+    def signature(self) -> tuple:
+        """What must stay the same for packets of two connections to go on in one file."""
+        cc = self.template.codec_context
+        return cc.name, cc.sample_rate, cc.channels, bytes(cc.extradata or b""), self.time_base
+
+
+@dataclass(frozen=True, eq=False)
+class LiveAudio:
+    """One audio packet of the source as demuxed: its bytes and timing (in `time_base`), copied as is."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    time_base: Fraction
+    connection: int
+    keyframe: bool = True
+
+    @property
+    def seconds(self) -> Fraction | None:
+        """Presentation time in seconds from the source's timestamps (exact)."""
+        return None if self.pts is None else self.pts * self.time_base
+
+
+@runtime_checkable
+class AudioSink(Protocol):
+    """A sink that also takes the source's audio (called from the source's reader thread: never blocks)."""
+
+    def audio_track(self, track: AudioTrack) -> None:
+        """A connection's audio stream, announced before any of that connection's frames or packets."""
+
+    def write_audio(self, packet: LiveAudio) -> None:
+        """Take one audio packet; must neither block nor raise (a failure surfaces at the next `write`)."""
 
 
 class LiveSink(Protocol):
