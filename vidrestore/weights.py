@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Sequence
 from tqdm import tqdm
 
 from vidrestore import __version__
-from vidrestore.errors import WeightsError
+from vidrestore.errors import WeightsError, error_line
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -402,7 +402,7 @@ def _open_part(part: Path, append: bool) -> BinaryIO:
     try:
         return part.open("ab" if append else "wb")
     except OSError as exc:
-        raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
+        raise WeightsError(f"cannot write {part}: {error_line(exc, os_reason=True)}") from exc
 
 
 def _write_chunk(f: BinaryIO, chunk: bytes, part: Path) -> None:
@@ -410,7 +410,7 @@ def _write_chunk(f: BinaryIO, chunk: bytes, part: Path) -> None:
     try:
         f.write(chunk)
     except OSError as exc:
-        raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
+        raise WeightsError(f"cannot write {part}: {error_line(exc, os_reason=True)}") from exc
 
 
 def _expected_total(response: http.client.HTTPResponse, start: int, spec: WeightSpec) -> int | None:
@@ -468,8 +468,8 @@ def _describe(exc: BaseException) -> str:
     """A short reason for a failed attempt ('Name or service not known', not '<urlopen error ...>')."""
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         reason = exc.reason
-        return getattr(reason, "strerror", None) or str(reason)
-    return str(exc) or type(exc).__name__
+        return error_line(reason, os_reason=True) if isinstance(reason, BaseException) else str(reason)
+    return error_line(exc)
 
 
 def _backoff_seconds(attempt: int) -> float:
@@ -503,7 +503,7 @@ def _make_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WeightsError(f"cannot create the weights folder {folder}: {exc.strerror or exc}") from exc
+        raise WeightsError(f"cannot create the weights folder {folder}: {error_line(exc, os_reason=True)}") from exc
 
 
 def download(

@@ -22,6 +22,7 @@ import torchvision
 from vidrestore.device import resolve_device
 from vidrestore.errors import CheckpointError
 from vidrestore.faces.types import Detection
+from vidrestore.models.state_dict import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +61,6 @@ def resolve_detector_weights(name_or_path: str | Path) -> Path:
     return Path(find_weights(str(name_or_path)))
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a RetinaFace checkpoint, without unpickling objects and without 'module.' prefixes."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files
-        raise CheckpointError(f"cannot load detector weights {path}: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"detector weights {path} hold no state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def _network_name(state: dict[str, torch.Tensor]) -> str:
     """mobile0.25 or resnet50, told apart by the backbone's parameter names."""
     if any(k.startswith("body.stage1") for k in state):
@@ -86,7 +74,7 @@ def load_retinaface(path: Path, device: torch.device) -> torch.nn.Module:
     """facexlib's RetinaFace network with the checkpoint's weights, in eval mode on `device`."""
     from facexlib.detection.retinaface import RetinaFace
 
-    state = _read_state_dict(path)
+    state = read_state_dict(path, nested=("state_dict",))
     model = RetinaFace(network_name=_network_name(state), device=torch.device("cpu"))
     try:
         model.load_state_dict(state, strict=True)
@@ -139,7 +127,6 @@ class FaceDetector:
         self.weights_path = resolve_detector_weights(weights)
         self.model = load_retinaface(self.weights_path, self.device)
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1)
-        self.frames_seen = 0
         log.debug("detector %s on %s, det_size %d", self.weights_path.name, self.device, self.config.det_size)
 
     def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
@@ -153,7 +140,6 @@ class FaceDetector:
                 stop += 1
             results.extend(self._detect_batch(frames[start:stop]))
             start = stop
-        self.frames_seen += len(frames)
         return results
 
     def detect_one(self, frame: Frame) -> list[Detection]:

@@ -14,12 +14,15 @@ Data flow for out_size = 2**L (L = 9 for 512):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidrestore.models.state_dict import read_state_dict
 from vidrestore.models.stylegan2 import ModulatedConv2d, StyleGAN2GeneratorCSFT, decoder_channels
 
 
@@ -53,21 +56,39 @@ def _condition_head(channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+@dataclass(frozen=True)
+class GFPGANConfig:
+    """The configuration of a GFPGANv1Clean network, its constructor keywords; defaults = released v1.3/v1.4."""
+
+    out_size: int = 512
+    num_style_feat: int = 512
+    channel_multiplier: float = 2
+    num_mlp: int = 8
+    input_is_latent: bool = True
+    different_w: bool = True
+    narrow: float = 1
+    sft_half: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The GFPGAN keywords alone (also of a subclass with more fields), as `GFPGAN.config` holds them."""
+        return {f.name: getattr(self, f.name) for f in fields(GFPGANConfig)}
+
+
 class GFPGAN(nn.Module):
     """GFP-GAN (GFPGANv1Clean architecture); defaults = released v1.3/v1.4 configuration."""
 
     def __init__(
         self,
-        out_size: int = 512,
-        num_style_feat: int = 512,
-        channel_multiplier: float = 2,
+        out_size: int = GFPGANConfig.out_size,
+        num_style_feat: int = GFPGANConfig.num_style_feat,
+        channel_multiplier: float = GFPGANConfig.channel_multiplier,
         decoder_load_path: str | Path | None = None,
         fix_decoder: bool = False,
-        num_mlp: int = 8,
-        input_is_latent: bool = True,
-        different_w: bool = True,
-        narrow: float = 1,
-        sft_half: bool = True,
+        num_mlp: int = GFPGANConfig.num_mlp,
+        input_is_latent: bool = GFPGANConfig.input_is_latent,
+        different_w: bool = GFPGANConfig.different_w,
+        narrow: float = GFPGANConfig.narrow,
+        sft_half: bool = GFPGANConfig.sft_half,
     ) -> None:
         super().__init__()
         log_size = int(math.log2(out_size))
@@ -78,17 +99,9 @@ class GFPGAN(nn.Module):
         self.num_style_feat = num_style_feat
         self.input_is_latent = input_is_latent
         self.different_w = different_w
-        # Recorded so that a model can be rebuilt or saved with its configuration.
-        self.config = dict(
-            out_size=out_size,
-            num_style_feat=num_style_feat,
-            channel_multiplier=channel_multiplier,
-            num_mlp=num_mlp,
-            input_is_latent=input_is_latent,
-            different_w=different_w,
-            narrow=narrow,
-            sft_half=sft_half,
-        )
+        # Recorded so that a model can be rebuilt (`GFPGAN(**model.config)`) or saved with its configuration.
+        self.config = GFPGANConfig(out_size, num_style_feat, channel_multiplier, num_mlp, input_is_latent,
+                                   different_w, narrow, sft_half).as_dict()
         channels = decoder_channels(channel_multiplier, narrow * 0.5)  # the U-Net is half as wide
         levels = range(3, log_size + 1)  # resolutions 8 .. out_size
 
@@ -119,8 +132,7 @@ class GFPGAN(nn.Module):
             sft_half=sft_half,
         )
         if decoder_load_path:
-            state = torch.load(decoder_load_path, map_location="cpu", weights_only=True)
-            self.stylegan_decoder.load_state_dict(state.get("params_ema", state))
+            self.stylegan_decoder.load_state_dict(read_state_dict(decoder_load_path, nested=("params_ema",)))
         if fix_decoder:
             for param in self.stylegan_decoder.parameters():
                 param.requires_grad = False
@@ -128,6 +140,11 @@ class GFPGAN(nn.Module):
         sft_channels = (lambda c: c) if sft_half else (lambda c: 2 * c)
         self.condition_scale = nn.ModuleList(_condition_head(channels[2**i], sft_channels(channels[2**i])) for i in levels)
         self.condition_shift = nn.ModuleList(_condition_head(channels[2**i], sft_channels(channels[2**i])) for i in levels)
+
+    @classmethod
+    def from_config(cls, config: GFPGANConfig, **options: Any) -> GFPGAN:
+        """A network of `config`; `options`: `decoder_load_path`, `fix_decoder`."""
+        return cls(**config.as_dict(), **options)
 
     def set_grouped_modconv(self, grouped: bool) -> None:
         """Switch every modulated conv between the batched form (default) and the grouped reference form."""

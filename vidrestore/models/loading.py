@@ -1,24 +1,22 @@
 """Loading GFP-GAN checkpoints safely, with the configuration read off the tensors.
 
 A checkpoint is a `params_ema` dict (released files), a `params` dict (training snapshots) or a bare
-state dict; `module.` prefixes (DataParallel) are stripped. Files are loaded with
-`weights_only=True`: a pickle that would run code is refused, never executed.
+state dict; `module.` prefixes (DataParallel) are stripped. Files are read by models/state_dict.py
+with `weights_only=True`: a pickle that would run code is refused, never executed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
-import warnings
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from vidrestore.errors import CheckpointError
-from vidrestore.models.gfpgan import GFPGAN
+from vidrestore.models.gfpgan import GFPGAN, GFPGANConfig
+from vidrestore.models.state_dict import GENERATOR_KEYS, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +33,7 @@ _REQUIRED_KEYS = (
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a checkpoint file and return its generator state dict (EMA weights preferred)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():  # junk files make the unpickler warn before it fails
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
-            raise CheckpointError(
-                f"{path} contains Python objects other than tensors; refusing to unpickle it "
-                "(it could run arbitrary code). Re-save the state dict alone."
-            ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(exc)})") from None
-    except Exception as exc:  # the unpickler raises anything on junk bytes: all mean "not loadable"
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
-    return _extract_state_dict(obj, path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
-def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """Pick `params_ema`, else `params`, else the object itself; strip `module.` prefixes."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
-    for key in ("params_ema", "params"):
-        if key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    state = {}
-    for name, value in obj.items():
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path} is not a model state dict: entry '{name}' is a {type(value).__name__}")
-        state[name[len("module.") :] if name.startswith("module.") else name] = value
-    if not state:
-        raise CheckpointError(f"{path} holds an empty state dict")
-    return state
+    return read_state_dict(path, GENERATOR_KEYS)
 
 
 def infer_config(state: Mapping[str, torch.Tensor], *, input_is_latent: bool = True) -> dict[str, Any]:
@@ -102,7 +59,7 @@ def infer_config(state: Mapping[str, torch.Tensor], *, input_is_latent: bool = T
             f"final_linear has {linear_out} outputs; expected {num_latent * num_style_feat} or {num_style_feat}"
         )
     sft_half = state["condition_scale.0.2.weight"].shape[0] == state["condition_scale.0.0.weight"].shape[0]
-    return dict(
+    return GFPGANConfig(
         out_size=out_size,
         num_style_feat=int(num_style_feat),
         channel_multiplier=_infer_channel_multiplier(state, out_size, narrow),
@@ -111,7 +68,7 @@ def infer_config(state: Mapping[str, torch.Tensor], *, input_is_latent: bool = T
         different_w=different_w,
         narrow=narrow,
         sft_half=sft_half,
-    )
+    ).as_dict()
 
 
 def _count_indexed(state: Mapping[str, torch.Tensor], pattern: str) -> int:

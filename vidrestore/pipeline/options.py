@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.video.codecs import check_quality, takes_quality
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise VidrestoreError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+        raise VidrestoreError(f"cannot read config {path}: {error_line(exc)}") from None
     if isinstance(data, dict) and isinstance(data.get("restore"), dict):
         data = data["restore"]
     if not isinstance(data, dict):

@@ -21,11 +21,12 @@ from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.types import Detection
+from vidrestore.models.crop_restorer import CropRestorer
 from vidrestore.models.loading import load_restorer
 from vidrestore.models.restorer import BatchRestorer
 from vidrestore.pipeline.image_io import ImagePixels, check_image_output, read_image_file, write_image_file
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.stages import CropRestorer, select_faces
+from vidrestore.pipeline.stages import select_faces
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,18 @@ class Restorer:
         self.device = resolve_device(self.options.device)
         self.engine = load_crop_restorer(self.options, self.device)
         self.detector = load_detector(self.options, self.device) if self.engine is not None else None
+
+    def derive(self, *, blend: float, only_center_face: bool, restores: bool = True) -> Restorer:
+        """A Restorer with other per-request options that shares this one's loaded detector and model.
+
+        `restores=False` gives one that hands back unchanged copies (`model=none`).
+        """
+        derived = object.__new__(type(self))
+        derived.options = self.options.with_overrides({"blend": blend, "only_center_face": only_center_face})
+        derived.device = self.device
+        derived.engine = self.engine.with_blend(blend) if restores and self.engine is not None else None
+        derived.detector = self.detector
+        return derived
 
     def restore_frame(self, rgb: np.ndarray) -> np.ndarray:
         """A copy of the RGB uint8 frame with its faces restored (unchanged when there is none)."""

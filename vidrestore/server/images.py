@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vidrestore.errors import error_line
 from vidrestore.pipeline.image_io import upright_pixels
 from vidrestore.server.errors import ApiError
 
@@ -70,14 +71,8 @@ def decode_image(path: Path, max_pixels: int) -> DecodedImage:
         except Exception as exc:  # noqa: BLE001 - any failure to decode client bytes is bad input, not a server error
             log.debug("cannot decode an uploaded %s image", fmt, exc_info=True)
             raise ApiError(400, "bad_image",
-                           f"cannot decode the {fmt} image: truncated or corrupt ({_reason(exc)})") from None
+                           f"cannot decode the {fmt} image: truncated or corrupt ({error_line(exc, 120)})") from None
     return DecodedImage(pixels.rgb, pixels.alpha, fmt)
-
-
-def _reason(exc: Exception) -> str:
-    """A short reason from a decoder exception."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:120]
 
 
 def media_type(fmt: str) -> str:

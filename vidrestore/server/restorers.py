@@ -1,20 +1,18 @@
 """The server's restorer, loaded once, and its per-request variants that share the loaded weights.
 
 A request may ask for another fidelity blend, for the centre face only, or for no restoration
-(`model=none`); each combination is a shallow copy of the one loaded Restorer with its options and
-crop blender replaced, so the detector and the model stay one instance in memory.
+(`model=none`); each combination is derived from the one loaded Restorer (`Restorer.derive`), so
+the detector and the model stay one instance in memory.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
 from vidrestore.pipeline.restorer_api import Restorer
-from vidrestore.pipeline.stages import CropRestorer
 from vidrestore.server.errors import ApiError
 
 
@@ -77,11 +75,6 @@ class SharedRestorer:
             {"model": model, "blend": variant.blend, "only_center_face": variant.only_center_face})
 
     def _make(self, variant: Variant) -> Restorer:
-        clone = copy.copy(self.base)
-        clone.options = self.base.options.with_overrides(
-            {"blend": variant.blend, "only_center_face": variant.only_center_face})
-        if variant.model == NO_MODEL:
-            clone.engine = None  # restore_frames hands back unchanged copies
-        elif self.base.engine is not None:
-            clone.engine = CropRestorer(self.base.engine.restorer, variant.blend)
-        return clone
+        """A Restorer for a variant, derived from the loaded one."""
+        return self.base.derive(blend=variant.blend, only_center_face=variant.only_center_face,
+                                restores=variant.model != NO_MODEL)

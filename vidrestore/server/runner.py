@@ -16,7 +16,7 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.restorer_api import Restorer
 from vidrestore.server.app import create_app
@@ -41,7 +41,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise VidrestoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise VidrestoreError(f"cannot listen on {host}:{port}: {error_line(exc, os_reason=True)}") from None
     return sock
 
 

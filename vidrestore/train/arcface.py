@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidrestore.errors import CheckpointError
+from vidrestore.errors import CheckpointError, error_line
+from vidrestore.models.state_dict import read_state_dict
 
 ARCFACE_INPUT_SIZE = 128
 
@@ -94,13 +95,10 @@ def load_arcface(path: str | Path | None = None) -> ResNetArcFace:
     """A frozen ResNetArcFace in eval mode, with weights from `path` when given (random weights otherwise)."""
     net = ResNetArcFace()
     if path is not None:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        state = state.get("params", state) if isinstance(state, dict) else state
-        state = {k.removeprefix("module."): v for k, v in state.items()}
         try:
-            net.load_state_dict(state, strict=True)
+            net.load_state_dict(read_state_dict(path, nested=("params",)), strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path} is not an arcface_resnet18 state dict: {str(exc).splitlines()[0]}") from None
+            raise CheckpointError(f"{path} is not an arcface_resnet18 state dict: {error_line(exc)}") from None
     net.eval()
     for param in net.parameters():
         param.requires_grad = False

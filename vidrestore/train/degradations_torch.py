@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.train.degradations import DegradationParams
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _to_uint8(image: torch.Tensor) -> torch.Tensor:
     return torch.floor(image * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
-def _jpeg_codec():
+def _jpeg_codec() -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
     """TorchCodec's JPEG encoder and decoder (imported on first use: only device degradation needs them)."""
     try:
         from torchcodec.decoders import decode_jpeg
@@ -94,12 +94,13 @@ def jpeg_batch(images: Sequence[torch.Tensor], qualities: Sequence[int],
         except RuntimeError as exc:
             _device_codec_failed = True
             log.warning("JPEG on %s failed (%s); degrading JPEG on the CPU from now on",
-                        codec_device, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        codec_device, error_line(exc))
     cpu = torch.device("cpu")
     return [_jpeg_one(image, quality, cpu, encoder, decode_jpeg) for image, quality in zip(images, qualities)]
 
 
-def _jpeg_one(image: torch.Tensor, quality: int, codec_device: torch.device, encoder, decode_jpeg) -> torch.Tensor:
+def _jpeg_one(image: torch.Tensor, quality: int, codec_device: torch.device, encoder: Callable[..., Any],
+              decode_jpeg: Callable[..., torch.Tensor]) -> torch.Tensor:
     """Encode and decode one image on codec_device; the result goes back to the image's device."""
     data = encoder(_to_uint8(image).to(codec_device)).to_tensor(quality=int(quality))
     picture = decode_jpeg(data.cpu(), mode="RGB", device=codec_device)

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from vidrestore.atomic import atomic_path
+from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError, WeightsError
 from vidrestore.train.degradations import DegradationConfig, list_images, read_image, write_image
 from vidrestore.train.dataset import PairedFaces, to_tensor
@@ -51,7 +52,7 @@ def _to_bgr01(t: torch.Tensor) -> np.ndarray:
     return ((t.detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()[:, :, ::-1].copy()
 
 
-def _load_identity_net(arcface: str | None, device: torch.device):
+def _load_identity_net(arcface: str | None, device: torch.device) -> torch.nn.Module | None:
     """ArcFace with its released weights when they are present locally, else None (metric skipped)."""
     from vidrestore.train.arcface import load_arcface
     from vidrestore.weights import find_weights
@@ -138,7 +139,7 @@ def evaluate(
     data, out_dir = Path(data).expanduser(), Path(out_dir).expanduser()
     if not data.is_dir():
         raise VidrestoreError(f"evaluation data folder not found: {data}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     net = load_restorer(find_weights(str(model))).to(dev)
     out_size = net.out_size
     pristine, niqe_status = _load_niqe(niqe_model, out_size)

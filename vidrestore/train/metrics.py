@@ -70,7 +70,7 @@ def laplacian_sharpness(img: np.ndarray) -> float:
     return float(cv2.Laplacian(np.asarray(gray, np.float64) * 255.0, cv2.CV_64F).var())
 
 
-def build_lpips(backbone: str | Path):
+def build_lpips(backbone: str | Path) -> torch.nn.Module:
     """The LPIPS (AlexNet, v0.1) scorer with its backbone read from a torchvision AlexNet checkpoint.
 
     The scorer is built without a download (random backbone, the package's linear layers), then the
@@ -91,9 +91,9 @@ def build_lpips(backbone: str | Path):
 
 def _load_alexnet_features(net: torch.nn.Module, path: Path) -> None:
     """Copy `features.<i>.weight/bias` of a torchvision AlexNet checkpoint into lpips's `slice<k>.<i>.*`."""
-    from vidrestore.models.loading import read_checkpoint
+    from vidrestore.models.state_dict import read_state_dict
 
-    state = read_checkpoint(path)
+    state = read_state_dict(path, nested=())
     picked = {}
     for name, own in net.state_dict().items():
         _slice, index, kind = name.split(".")
@@ -109,7 +109,7 @@ def _load_alexnet_features(net: torch.nn.Module, path: Path) -> None:
     net.load_state_dict(picked, strict=True)
 
 
-def load_lpips(device: torch.device | str = "cpu"):
+def load_lpips(device: torch.device | str = "cpu") -> torch.nn.Module | None:
     """The LPIPS scorer on `device` when the `lpips` package and the `alexnet` file are present, else None.
 
     The file is looked up offline; one that is found but does not fit raises CheckpointError.
@@ -129,7 +129,7 @@ def load_lpips(device: torch.device | str = "cpu"):
     return build_lpips(find_weights(spec.name, offline=True)).to(device)
 
 
-def lpips_distance(scorer, out: torch.Tensor, gt: torch.Tensor) -> float:
+def lpips_distance(scorer: torch.nn.Module, out: torch.Tensor, gt: torch.Tensor) -> float:
     """LPIPS distance of two (B,3,H,W) batches in [-1,1] (H, W >= 31 for AlexNet), averaged over the batch."""
     device = next(scorer.parameters()).device
     with torch.no_grad():

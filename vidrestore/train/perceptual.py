@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from vidrestore.errors import CheckpointError
+from vidrestore.models.state_dict import read_state_dict
 
 # Pre-ReLU conv layers used by GFP-GAN and their weights (specs/gfpgan.md 3.4).
 DEFAULT_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
@@ -64,7 +65,7 @@ class VGG19Features(nn.Module):
 
     def _load(self, path: Path) -> None:
         """Load the `features.*` tensors of a torchvision VGG19 state dict."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path, nested=())
         own = self.features.state_dict()
         picked = {k: state[f"features.{k}"] for k in own if f"features.{k}" in state}
         if len(picked) != len(own):

@@ -22,7 +22,7 @@ import math
 import random
 import signal
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -34,8 +34,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vidrestore.atomic import atomic_path
-from vidrestore.errors import VidrestoreError
-from vidrestore.models.gfpgan import GFPGAN
+from vidrestore.device import resolve_device
+from vidrestore.errors import VidrestoreError, error_line
+from vidrestore.models.gfpgan import GFPGAN, GFPGANConfig
 from vidrestore.models.loading import read_checkpoint
 from vidrestore.train.arcface import gray_for_identity, load_arcface
 from vidrestore.train.dataset import COMPONENTS, FaceDataset, IterationBatchSampler, PairedFaces, collate_samples
@@ -81,18 +82,11 @@ class DataConfig:
     degrade_on: str = "loader"  # "loader": cv2 in the workers; "device": torch on the training device
 
 
-@dataclass
-class GeneratorConfig:
-    """GFPGAN constructor arguments, plus what to initialise it from."""
+@dataclass(frozen=True)
+class GeneratorConfig(GFPGANConfig):
+    """The GFPGAN configuration to train (channel multiplier 1, the training recipe's) and what to start it from."""
 
-    out_size: int = 512
-    num_style_feat: int = 512
     channel_multiplier: float = 1
-    num_mlp: int = 8
-    input_is_latent: bool = True
-    different_w: bool = True
-    narrow: float = 1
-    sft_half: bool = True
     pretrained: str | None = None
     decoder: str | None = None
     fix_decoder: bool = True
@@ -185,7 +179,7 @@ class TrainConfig:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
-            raise VidrestoreError(f"cannot read training config {path}: {str(exc).splitlines()[0]}") from None
+            raise VidrestoreError(f"cannot read training config {path}: {error_line(exc)}") from None
         return cls.from_dict(raw, str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,13 +246,6 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def weights_file(name_or_path: str | None) -> Path | None:
@@ -374,11 +361,7 @@ class Trainer:
 
     def _build_networks(self) -> None:
         g, losses = self.cfg.network_g, self.cfg.losses
-        self.net_g = GFPGAN(
-            out_size=g.out_size, num_style_feat=g.num_style_feat, channel_multiplier=g.channel_multiplier,
-            decoder_load_path=weights_file(g.decoder), fix_decoder=g.fix_decoder, num_mlp=g.num_mlp,
-            input_is_latent=g.input_is_latent, different_w=g.different_w, narrow=g.narrow, sft_half=g.sft_half,
-        )
+        self.net_g = GFPGAN.from_config(g, decoder_load_path=weights_file(g.decoder), fix_decoder=g.fix_decoder)
         if g.pretrained:
             self._load_pretrained_generator(g.pretrained)
         self.net_g.to(self.device).train()
@@ -410,7 +393,7 @@ class Trainer:
             self.net_g.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise VidrestoreError(
-                f"{path} does not fit network_g {self.net_g.config}: {str(exc).splitlines()[0]}"
+                f"{path} does not fit network_g {self.net_g.config}: {error_line(exc)}"
             ) from None
         if self.cfg.network_g.fix_decoder:
             for param in self.net_g.stylegan_decoder.parameters():
@@ -434,7 +417,7 @@ class Trainer:
             for name, opt in self.optimizers.items()
         }
 
-    def _autocast(self):
+    def _autocast(self) -> AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext()
 
     # one iteration
@@ -611,7 +594,7 @@ class Trainer:
             for key, value in logs.items():
                 writer.add_scalar(f"train/{key}", value, self.iteration)
 
-    def _tensorboard(self):
+    def _tensorboard(self) -> Any:
         """The SummaryWriter, when enabled and the tensorboard package is installed."""
         if self._writer is None and self.cfg.run.tensorboard:
             try:
@@ -682,7 +665,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or foreign files fail in many ways; all mean "cannot resume"
-            raise VidrestoreError(f"cannot resume from {path}: {str(exc).splitlines()[0]}") from None
+            raise VidrestoreError(f"cannot resume from {path}: {error_line(exc)}") from None
         if not isinstance(state, dict) or "format" not in state:
             raise VidrestoreError(f"{path} is not a vidrestore training checkpoint")
         if state["format"] != CHECKPOINT_FORMAT:
