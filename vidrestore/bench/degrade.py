@@ -86,18 +86,28 @@ def time_train_step(trainer: Trainer, dataset: FaceDataset, steps: int) -> float
     return 1000 * (time.perf_counter() - start) / steps
 
 
+def load_faces(cfg: TrainConfig, in_loader: bool = True) -> tuple[FaceDataset, list[np.ndarray]]:
+    """The config's training faces (cached; LQ made in the loader, or drawn for the device) and up to 16 HQ images."""
+    dataset = FaceDataset(cfg.data.train, cfg.network_g.out_size, cfg.degradation, seed=cfg.run.seed, cache=True,
+                          degrade_in_loader=in_loader)
+    return dataset, [dataset.hq(i) for i in range(min(len(dataset), 16))]
+
+
+def gt_batch(faces: list[np.ndarray], batch: int, device: torch.device) -> torch.Tensor:
+    """(batch, 3, H, W) RGB [0, 1] on the device from BGR HQ faces (repeated when there are fewer)."""
+    gt = torch.from_numpy(np.stack([faces[i % len(faces)][:, :, ::-1] for i in range(batch)]).copy())
+    return gt.permute(0, 3, 1, 2).to(device)
+
+
 def run(cfg: TrainConfig, device: torch.device, images: int, batches: int, steps: int) -> DegradeTimings:
     """Time both degradation paths, and `steps` training iterations when steps > 0, for `cfg` on `device`."""
     cfg.data.degrade_on = "loader"
-    dataset = FaceDataset(cfg.data.train, cfg.network_g.out_size, cfg.degradation, seed=cfg.run.seed, cache=True)
-    faces = [dataset.hq(i) for i in range(min(len(dataset), 16))]
+    dataset, faces = load_faces(cfg)
     b = cfg.run.batch_size
-    gt = torch.from_numpy(np.stack([faces[i % len(faces)][:, :, ::-1] for i in range(b)]).copy())
-    gt = gt.permute(0, 3, 1, 2).to(device)
     log.info("timing the loader path (%d images)", images)
     loader = time_loader_path(faces, cfg, images)
     log.info("timing the device path (%d batches of %d)", batches, b)
-    on_device = time_device_path(gt, cfg, batches)
+    on_device = time_device_path(gt_batch(faces, b, device), cfg, batches)
     step = None
     if steps > 0:
         log.info("timing %d training iterations", steps)

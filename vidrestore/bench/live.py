@@ -111,6 +111,12 @@ def measure(clip: Path, frames: int, fps: int, options: RestoreOptions, label: s
                float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
 
 
+def live_options(model: Path, detector: str, device: torch.device) -> RestoreOptions:
+    """The settings every live measurement uses: causal, detector every 5 frames at 480 px, one frame per batch."""
+    return RestoreOptions(model=str(model), detector=detector, device=str(device), det_size=480, detect_every=5,
+                          smoothing_lag=0, analysis_chunk=1, max_batch_frames=1, offline=True)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `vidrestore bench live`."""
     device = resolve_device(args.device)
@@ -124,9 +130,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 clip = work / f"live_{size_name}_{faces}.mp4"
                 frames = make_live_clip(clip, SIZES[size_name], args.seconds, args.fps, faces)
                 for label, path in models.items():
-                    options = RestoreOptions(model=str(path), detector=args.detector, device=str(device),
-                                             det_size=480, detect_every=5, smoothing_lag=0, analysis_chunk=1,
-                                             max_batch_frames=1, offline=True)
+                    options = live_options(path, args.detector, device)
                     rows.append(measure(clip, frames, args.fps, options, label, size_name, faces))
                     log.info("%s", rows[-1].markdown())
     text = "\n".join([

@@ -14,10 +14,12 @@ import logging
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from vidrestore.device import resolve_device
+from vidrestore.errors import VidrestoreError
 from vidrestore.models import GFPGAN, autocast, load_restorer, prepare_for_inference
 from vidrestore.models.precision import check_precision
 
@@ -34,6 +36,8 @@ class BenchPoint:
     precision: str
     batch: int
     seconds_per_batch: float
+    variant: str = "eager"  # eager, cuda graph, compiled, compiled + cuda graph
+    peak_mib: float | None = None  # peak GPU memory allocated during the point (CUDA only)
 
     @property
     def faces_per_second(self) -> float:
@@ -45,21 +49,73 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forward(model: GFPGAN, x: torch.Tensor, precision: str, iters: int, warmup: int) -> float:
-    """Mean wall-clock seconds of one forward pass (fixed noise, no pyramid outputs)."""
-    device = x.device
-    with torch.inference_mode(), autocast(device, precision):
-        for _ in range(warmup):
-            model(x, return_rgb=False, randomize_noise=False)
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(iters):
-            model(x, return_rgb=False, randomize_noise=False)
-        _synchronize(device)
+def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> float:
+    """Mean wall-clock seconds of one call of fn after `warmup` untimed calls (device synchronised)."""
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _synchronize(device)
     return (time.perf_counter() - start) / iters
 
 
-def _auto_iters(device: torch.device) -> tuple[int, int]:
+def time_forward(model: GFPGAN, x: torch.Tensor, precision: str, iters: int, warmup: int) -> float:
+    """Mean wall-clock seconds of one forward pass (fixed noise, no pyramid outputs)."""
+    with torch.inference_mode(), autocast(x.device, precision):
+        return time_calls(lambda: model(x, return_rgb=False, randomize_noise=False), x.device, iters, warmup)
+
+
+def capture_graph(model: GFPGAN, x: torch.Tensor, precision: str) -> Callable[[], torch.Tensor]:
+    """One forward pass on the fixed input `x` recorded as a CUDA graph; the callable replays it.
+
+    The batch shape is fixed by the capture, so each batch size needs its own graph.
+    """
+    device = x.device
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), autocast(device, precision):
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up outside the graph: cuDNN autotuning and lazy set-up
+            for _ in range(3):
+                model(x, return_rgb=False, randomize_noise=False)
+        torch.cuda.current_stream(device).wait_stream(side)
+        with torch.cuda.graph(graph):
+            output = model(x, return_rgb=False, randomize_noise=False)[0]
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return output
+
+    return replay
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def time_point(model: GFPGAN, device: torch.device, precision: str, batch: int, iters: int, warmup: int, *,
+               path: str = "batched", graph: bool = False, variant: str | None = None) -> BenchPoint:
+    """One configuration: grouped or batched path, eager calls or CUDA-graph replays, with peak GPU memory."""
+    model.set_grouped_modconv(path == "grouped")
+    x = _make_input(batch, model.out_size, device)
+    _reset_peak_memory(device)
+    if graph:
+        seconds = time_calls(capture_graph(model, x, precision), device, iters, warmup)
+    else:
+        seconds = time_forward(model, x, precision, iters, warmup)
+    label = variant or ("cuda graph" if graph else "eager")
+    return BenchPoint(path, precision, batch, seconds, label, _peak_memory_mib(device))
+
+
+def auto_iters(device: torch.device) -> tuple[int, int]:
     """(iterations, warm-up) per point: a few on the slow CPU, enough to be stable on a GPU."""
     return (20, 5) if device.type == "cuda" else (2, 1)
 
@@ -71,26 +127,24 @@ def _make_input(batch: int, size: int, device: torch.device) -> torch.Tensor:
 
 
 def measure(
-    model: GFPGAN, device: torch.device, precisions: list[str], batch_sizes: list[int], iters: int, warmup: int
+    model: GFPGAN, device: torch.device, precisions: list[str], batch_sizes: list[int], iters: int, warmup: int,
+    graphs: bool = False,
 ) -> list[BenchPoint]:
-    """Grouped batch-1 reference and batched path at each batch size, for each precision."""
+    """Grouped batch-1 reference and batched path at each batch size (and its CUDA graph), for each precision."""
     points = []
-    size = model.out_size
     for precision in precisions:
-        model.set_grouped_modconv(True)
-        seconds = time_forward(model, _make_input(1, size, device), precision, iters, warmup)
-        points.append(BenchPoint("grouped", precision, 1, seconds))
-        log.info("grouped %s batch 1: %.2f faces/s", precision, 1 / seconds)
-        model.set_grouped_modconv(False)
+        points.append(time_point(model, device, precision, 1, iters, warmup, path="grouped"))
+        log.info("grouped %s batch 1: %.2f faces/s", precision, points[-1].faces_per_second)
         for batch in batch_sizes:
-            try:
-                seconds = time_forward(model, _make_input(batch, size, device), precision, iters, warmup)
-            except torch.OutOfMemoryError:
-                log.warning("batch %d does not fit in memory; stopping at the previous size", batch)
-                torch.cuda.empty_cache()
-                break
-            points.append(BenchPoint("batched", precision, batch, seconds))
-            log.info("batched %s batch %d: %.2f faces/s", precision, batch, batch / seconds)
+            for graph in (False, True) if graphs else (False,):
+                try:
+                    points.append(time_point(model, device, precision, batch, iters, warmup, graph=graph))
+                except torch.OutOfMemoryError:
+                    log.warning("batch %d does not fit in memory; stopping at the previous size", batch)
+                    torch.cuda.empty_cache()
+                    return points
+                log.info("batched %s %s batch %d: %.2f faces/s", points[-1].variant, precision, batch,
+                         points[-1].faces_per_second)
     return points
 
 
@@ -137,16 +191,18 @@ def format_table(points: list[BenchPoint], title: str) -> str:
     lines = [
         title,
         "",
-        "| path | precision | batch | ms / batch | faces/s | x grouped b1 fp32 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| path | variant | precision | batch | ms / batch | faces/s | x grouped b1 fp32 | peak GPU MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for p in points:
+        peak = f"{p.peak_mib:.0f}" if p.peak_mib is not None else "—"
         lines.append(
-            f"| {p.path} | {p.precision} | {p.batch} | {p.seconds_per_batch * 1000:.1f} | "
-            f"{p.faces_per_second:.2f} | {p.faces_per_second / baseline.faces_per_second:.2f} |"
+            f"| {p.path} | {p.variant} | {p.precision} | {p.batch} | {p.seconds_per_batch * 1000:.1f} | "
+            f"{p.faces_per_second:.2f} | {p.faces_per_second / baseline.faces_per_second:.2f} | {peak} |"
         )
     best = max(points, key=lambda p: p.faces_per_second)
-    lines += ["", f"Best: {best.faces_per_second:.2f} faces/s ({best.path}, {best.precision}, batch {best.batch})."]
+    lines += ["", f"Best: {best.faces_per_second:.2f} faces/s ({best.path}, {best.variant}, {best.precision}, "
+              f"batch {best.batch})."]
     return "\n".join(lines)
 
 
@@ -187,7 +243,7 @@ def run_cli(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     if args.compile:
         model = torch.compile(model)  # type: ignore[assignment]
-    iters, warmup = _auto_iters(device)
+    iters, warmup = auto_iters(device)
     if args.iters:
         iters = args.iters
     config = "checkpoint " + args.checkpoint if args.checkpoint else f"{args.size} config, random weights"
@@ -195,7 +251,9 @@ def run_cli(args: argparse.Namespace) -> int:
         f"Restorer throughput, {config}, {getattr(model, 'out_size', 512)}px faces, on {machine_description(device)}, "
         f"{dt.date.today().isoformat()}; {iters} timed iterations after {warmup} warm-up per point"
     )
-    points = measure(model, device, precisions, batch_sizes, iters, warmup)
+    if args.cuda_graphs and device.type != "cuda":
+        raise VidrestoreError("--cuda-graphs needs a CUDA device")
+    points = measure(model, device, precisions, batch_sizes, iters, warmup, graphs=args.cuda_graphs)
     text = format_table(points, title)
     if not args.skip_precision_check:
         error = precision_error(model, device)

@@ -138,8 +138,13 @@ def timed(fn) -> tuple[object, float]:
     return result, time.perf_counter() - started
 
 
+def stage_seconds(report) -> dict[str, float]:
+    """Busy seconds of each stage of a JobReport, by stage name (where the job's time went)."""
+    return {t.name: t.busy_seconds for t in report.stages}
+
+
 def _stage_text(report) -> str:
-    return ", ".join(f"{t.name} {t.busy_seconds:.2f}s" for t in report.stages)
+    return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in stage_seconds(report).items())
 
 
 def measure_size(size_name: str, work: Path, args: argparse.Namespace, models: dict[str, Path],

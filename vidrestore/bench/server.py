@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -189,25 +189,43 @@ def report(points: list[Point], args: argparse.Namespace, model_text: str, image
     return "\n".join(lines) + "\n"
 
 
+def measure_points(args: argparse.Namespace, model: str, images: list[bytes], concurrency: list[int], work: Path,
+                   keep_going: Callable[[], bool] = lambda: True,
+                   on_point: Callable[[Point], None] | None = None) -> list[Point]:
+    """Best of args.rounds per (batching on/off, clients), both servers up at once; stops when keep_going() is False."""
+    best: dict[tuple[int, int], Point] = {}
+    modes = (args.max_batch, 1)
+    with contextlib.ExitStack() as stack:
+        urls = {b: stack.enter_context(running_server(args, model, b, work / f"server_{b}.log")) for b in modes}
+        for point in _rounds(args, urls, images, concurrency, keep_going):
+            key = (point.max_batch, point.clients)
+            if key not in best or point.rps > best[key].rps:
+                best[key] = point
+            if on_point is not None:
+                on_point(point)
+    return [best[(b, c)] for b in modes for c in concurrency if (b, c) in best]
+
+
+def _rounds(args: argparse.Namespace, urls: dict[int, str], images: list[bytes], concurrency: list[int],
+            keep_going: Callable[[], bool]) -> Iterator[Point]:
+    """Every point of every round, on and off interleaved (a change in the machine's load hits both)."""
+    for _ in range(args.rounds):
+        for clients in concurrency:
+            for max_batch in urls:
+                if not keep_going():
+                    return
+                yield measure(urls[max_batch], images, max_batch, clients, max(args.requests, 4 * clients))
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `vidrestore bench server`."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the table
     images = face_images(Path(args.faces) if args.faces else DEFAULT_FACES)
     concurrency = [int(c) for c in args.clients.split(",") if c.strip()]
-    best: dict[tuple[int, int], Point] = {}
-    with tempfile.TemporaryDirectory(prefix="vidrestore-bench-server-") as tmp, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="vidrestore-bench-server-") as tmp:
         model = args.model or str(save_bench_checkpoint(Path(tmp), "small"))
         model_text = args.model or "small random-weight GFP-GAN (64x64 faces, `bench model --size small` config)"
-        modes = (args.max_batch, 1)
-        urls = {b: stack.enter_context(running_server(args, model, b, Path(tmp) / f"server_{b}.log")) for b in modes}
-        for _ in range(args.rounds):  # on and off interleaved, so that a change in the machine's load hits both
-            for clients in concurrency:
-                for max_batch in modes:
-                    point = measure(urls[max_batch], images, max_batch, clients, max(args.requests, 4 * clients))
-                    key = (max_batch, clients)
-                    if key not in best or point.rps > best[key].rps:
-                        best[key] = point
-    points = [best[(b, c)] for b in modes for c in concurrency]
+        points = measure_points(args, model, images, concurrency, Path(tmp))
     text = report(points, args, model_text, len(images))
     print(text)
     if args.output:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import av
+
+from vidrestore.errors import MediaError
 from vidrestore.video import EncoderSettings, VideoSink, VideoSource, passthrough
 from vidrestore.video.ffmpeg_backend import ffmpeg_exe
 
@@ -111,6 +114,29 @@ def measure(size_name: str, clip: Path, work: Path, settings: EncoderSettings) -
     ours_ff = timed(lambda: passthrough(clip, work / "ffb.mp4", settings, backend="ffmpeg"))
     rows.append(Row(size_name, "decode + RGB + encode, ffmpeg backend", n, ours_ff, ff_transcode))
     return rows
+
+
+def decode_seconds(path: Path, hwaccel: str | None = None, keep_on_device: bool = False) -> tuple[int, float]:
+    """(frames, wall seconds) to decode the first video stream with PyAV into RGB arrays.
+
+    With `hwaccel` (e.g. "cuda": NVDEC) the hardware decoder must take the stream (no software fallback);
+    `keep_on_device` leaves its frames on the GPU (no download, no conversion), the ceiling of that path.
+    """
+    from av.codec.hwaccel import HWAccel
+
+    accel = HWAccel(hwaccel, allow_software_fallback=False, is_hw_owned=keep_on_device) if hwaccel else None
+    frames = 0
+    started = time.perf_counter()
+    with av.open(str(path), hwaccel=accel) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if hwaccel and not stream.codec_context.is_hwaccel:
+            raise MediaError(f"the {hwaccel} decoder did not take the {stream.codec_context.name} stream")
+        for frame in container.decode(stream):
+            if not keep_on_device:
+                frame.to_ndarray(format="rgb24")
+            frames += 1
+    return frames, time.perf_counter() - started
 
 
 def machine() -> str:
