@@ -77,11 +77,28 @@ def _bench_runner(name: str):
     return run
 
 
+_BENCH_OPTIONS = {
+    "device": (("--device",), dict(default="auto", help="cpu, cuda or cuda:N (default: auto)")),
+    "detector": (("--detector",), dict(default="retinaface_mobile0.25", help="detector name or weights path")),
+    "full": (("--full",), dict(action="store_true", help="also run the full v1.4 configuration")),
+    "output": (("--output",), dict(help="also write the report as Markdown to this file")),
+}
+
+
+def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *options: str) -> argparse.ArgumentParser:
+    """`vidrestore bench NAME` with the options benchmarks share (device, detector, full, output) and its handler."""
+    p = bsub.add_parser(name, help=help)
+    for option in options:
+        flags, kwargs = _BENCH_OPTIONS[option]
+        p.add_argument(*flags, **kwargs)
+    p.set_defaults(handler=_bench_runner(name))
+    return p
+
+
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu}")
-    mp = bsub.add_parser("model", help="restorer throughput (faces/s) per batch size, precision and path")
-    mp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
+    mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
     mp.add_argument("--size", choices=["full", "small"], default="full", help="full v1.4 or a small config")
@@ -90,8 +107,6 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--compile", action="store_true", help="torch.compile the model first")
     mp.add_argument("--cuda-graphs", action="store_true", help="also time each batched point as a CUDA graph replay")
     mp.add_argument("--skip-precision-check", action="store_true", help="skip the bf16-vs-fp32 comparison")
-    mp.add_argument("--output", help="also write the table as Markdown to this file")
-    mp.set_defaults(handler=_bench_runner("model"))
     _add_bench_video_parser(bsub)
     _add_bench_pipeline_parser(bsub)
     _add_bench_faces_parser(bsub)
@@ -102,95 +117,69 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench_gpu_parser(bsub: argparse._SubParsersAction) -> None:
-    gp = bsub.add_parser("gpu", help="every GPU figure in one budgeted run: report.md and figures.json")
+    gp = _bench_subparser(bsub, "gpu", "every GPU figure in one budgeted run: report.md and figures.json", "device", "detector")
     gp.add_argument("--budget", type=float, default=480.0, help="total seconds for all benchmarks (default 480)")
     gp.add_argument("--out", default="benchmarks/gpu/out", help="folder for report.md, figures.json and run.log")
-    gp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     gp.add_argument("--quick", action="store_true", help="tiny models and clips: checks the run end to end in seconds")
-    gp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     gp.add_argument("--only", help="comma-separated benchmarks to run (default: all, in order of value)")
     gp.add_argument("--grace", type=float, default=15.0, help="seconds past its budget before a benchmark is stopped")
-    gp.set_defaults(handler=_bench_runner("gpu"))
 
 
 def _add_bench_degrade_parser(bsub: argparse._SubParsersAction) -> None:
-    dp = bsub.add_parser("degrade", help="training data: loader vs device degradation beside one iteration")
+    dp = _bench_subparser(bsub, "degrade", "training data: loader vs device degradation beside one iteration", "device", "output")
     dp.add_argument("config", nargs="?", default="configs/train_gfpgan.yaml", help="training config")
     dp.add_argument("--data", help="folder of aligned faces (overrides data.train)")
-    dp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
     dp.add_argument("--batch-size", type=int, help="override run.batch_size")
     dp.add_argument("--workers", type=int, help="loader workers to count with (default: data.num_workers)")
     dp.add_argument("--images", type=int, default=24, help="images timed on the loader path")
     dp.add_argument("--batches", type=int, default=4, help="batches timed on the device path")
     dp.add_argument("--steps", type=int, default=3, help="training iterations timed (0: none)")
-    dp.add_argument("--output", help="also write the report as Markdown to this file")
-    dp.set_defaults(handler=_bench_runner("degrade"))
 
 
 def _add_bench_live_parser(bsub: argparse._SubParsersAction) -> None:
-    lp = bsub.add_parser("live", help="live mode: added latency p50/p95, sustained fps and drops")
+    lp = _bench_subparser(bsub, "live", "live mode: added latency p50/p95, sustained fps and drops", "device", "detector", "full", "output")
     lp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p")
     lp.add_argument("--faces", default="1,4", help="faces per frame, comma-separated (1 or 4)")
     lp.add_argument("--seconds", type=float, default=10.0, help="length of each source clip")
     lp.add_argument("--fps", type=int, default=30, help="frame rate of the source clips")
-    lp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    lp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
-    lp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
-    lp.add_argument("--output", help="also write the table as Markdown to this file")
-    lp.set_defaults(handler=_bench_runner("live"))
 
 
 def _add_bench_video_parser(bsub: argparse._SubParsersAction) -> None:
-    vp = bsub.add_parser("video", help="decode/encode/pass-through fps beside the ffmpeg binary")
+    vp = _bench_subparser(bsub, "video", "decode/encode/pass-through fps beside the ffmpeg binary", "output")
     vp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p or WxH")
     vp.add_argument("--seconds", type=float, default=4.0, help="length of each generated clip")
     vp.add_argument("--codec", default="libx264", help="encoder (default: libx264)")
     vp.add_argument("--preset", default=None, help="encoder preset (default: the codec's)")
     vp.add_argument("--threads", type=int, default=0, help="encoder threads (0: automatic)")
-    vp.add_argument("--output", help="also write the table as Markdown to this file")
-    vp.set_defaults(handler=_bench_runner("video"))
 
 
 def _add_bench_pipeline_parser(bsub: argparse._SubParsersAction) -> None:
-    pp = bsub.add_parser("pipeline", help="end-to-end fps and per-stage times beside a per-frame baseline")
+    pp = _bench_subparser(bsub, "pipeline", "end-to-end fps and per-stage times beside a per-frame baseline", "device", "detector", "full", "output")
     pp.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p, 1080p")
     pp.add_argument("--seconds", type=float, default=2.0, help="length of each clip (made from the sample)")
-    pp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    pp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     pp.add_argument("--batch-size", type=int, help="faces per restorer call (default: per device)")
     pp.add_argument("--preset", default="veryfast", help="x264 preset for every encoder in the run")
-    pp.add_argument("--full", action="store_true", help="also run the full v1.4 configuration")
     pp.add_argument("--baseline-frames", type=int, help="frames the per-frame baseline runs on (default: all)")
-    pp.add_argument("--output", help="also write the table as Markdown to this file")
-    pp.set_defaults(handler=_bench_runner("pipeline"))
 
 
 def _add_bench_faces_parser(bsub: argparse._SubParsersAction) -> None:
-    fp = bsub.add_parser("faces", help="detector calls, faces lost and landmark jitter, raw vs tracked")
+    fp = _bench_subparser(bsub, "faces", "detector calls, faces lost and landmark jitter, raw vs tracked", "device", "detector", "output")
     fp.add_argument("--media", help="folder of .mp4 videos (default: ../shared/media/videos)")
-    fp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    fp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     fp.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
     fp.add_argument("--detect-every", type=int, default=5, help="detect at least every K frames")
     fp.add_argument("--limit", type=int, help="frames per video (default: all)")
     fp.add_argument("--lag", type=int, default=0, help="frames of look-ahead for landmark smoothing (default 0, causal)")
     fp.add_argument("--hd-clip", help="video upscaled to 1080p for the timing (default: the first one)")
-    fp.add_argument("--output", help="also write the report as Markdown to this file")
-    fp.set_defaults(handler=_bench_runner("faces"))
 
 
 def _add_bench_server_parser(bsub: argparse._SubParsersAction) -> None:
-    sp = bsub.add_parser("server", help="HTTP API requests/s and p50/p95 latency at 1, 4, 16 clients, batching on vs off")
+    sp = _bench_subparser(bsub, "server", "HTTP API requests/s and p50/p95 latency at 1, 4, 16 clients, batching on vs off", "device", "detector", "output")
     sp.add_argument("--faces", help="folder of 512x512 face images (default: ../shared/media/faces)")
     sp.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
     sp.add_argument("--requests", type=int, default=64, help="timed requests per point (at least 4 per client)")
     sp.add_argument("--max-batch", type=int, default=16, help="the server's --max-batch when batching is on")
     sp.add_argument("--rounds", type=int, default=2, help="measure every point this many times, keep the best")
     sp.add_argument("--model", help="checkpoint name or path (default: a small random-weight model)")
-    sp.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
-    sp.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
-    sp.add_argument("--output", help="also write the table as Markdown to this file")
-    sp.set_defaults(handler=_bench_runner("server"))
 
 
 # --- probe ---------------------------------------------------------------------------------------

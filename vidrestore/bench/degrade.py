@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidrestore.bench import publish
 from vidrestore.bench.model import machine_description
+from vidrestore.device import resolve_device
 from vidrestore.train.dataset import FaceDataset, collate_samples
-from vidrestore.train.degradations import apply_degradation, sample_degradation, sample_rng
+from vidrestore.train.degradations import (
+    apply_degradation,
+    sample_degradation,
+    sample_rng,
+)
 from vidrestore.train.degradations_torch import degrade_batch
-from vidrestore.train.trainer import Trainer, TrainConfig, resolve_device
+from vidrestore.train.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +157,4 @@ def run_cli(args: argparse.Namespace) -> int:
         cfg.data.num_workers = args.workers
     device = resolve_device(args.device)
     text = report(run(cfg, device, args.images, args.batches, args.steps), Path(args.config), device)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
-    return 0
+    return publish(text, args.output)

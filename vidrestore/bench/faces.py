@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidrestore.bench import publish
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig, analyze_frames, box_iou
 from vidrestore.faces.types import Detection, FrameFaces
@@ -183,7 +184,4 @@ def run_cli(args: argparse.Namespace) -> int:
         + f"\n1080p analysis: {tracked:.1f} ms/frame tracked, {per_frame:.1f} ms/frame per-frame detection "
         f"({detector.device}).\n"
     )
-    print(report)
-    if args.output:
-        Path(args.output).write_text(report)
-    return 0
+    return publish(report, args.output)

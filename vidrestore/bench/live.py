@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from vidrestore.bench import comma_list, publish
 from vidrestore.bench.model import bench_checkpoints, machine_description
 from vidrestore.bench.stamp import read_number, stamp_number
 from vidrestore.bench.video import SIZES, machine
@@ -125,8 +126,8 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-live-") as tmp:
         work = Path(tmp)
         models = bench_checkpoints(work, args.full)
-        for size_name in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-            for faces in [int(f) for f in args.faces.split(",")]:
+        for size_name in comma_list(args.sizes, str):
+            for faces in comma_list(args.faces, int):
                 clip = work / f"live_{size_name}_{faces}.mp4"
                 frames = make_live_clip(clip, SIZES[size_name], args.seconds, args.fps, faces)
                 for label, path in models.items():
@@ -146,7 +147,4 @@ def run_cli(args: argparse.Namespace) -> int:
         "|---|---|---|---|---|---|---|---|---|",
         *[row.markdown() for row in rows],
     ]) + "\n"
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
-    return 0
+    return publish(text, args.output)

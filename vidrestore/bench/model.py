@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from vidrestore.bench import comma_list, publish
 from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
 from vidrestore.models import GFPGAN, autocast, load_restorer, prepare_for_inference
@@ -209,7 +210,7 @@ def format_table(points: list[BenchPoint], title: str) -> str:
 def _parse_precisions(text: str, device: torch.device) -> list[str]:
     if text == "auto":
         return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
-    return [check_precision(p.strip()) for p in text.split(",") if p.strip()]
+    return comma_list(text, check_precision)
 
 
 def save_bench_checkpoint(folder: Path, size: str) -> Path:
@@ -237,7 +238,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `vidrestore bench model`."""
     device = resolve_device(args.device)
     precisions = _parse_precisions(args.precisions, device)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    batch_sizes = comma_list(args.batch_sizes, int)
     model = prepare_for_inference(build_bench_model(args.size, args.checkpoint), device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -261,7 +262,4 @@ def run_cli(args: argparse.Namespace) -> int:
             "\n\nbf16 autocast vs fp32, same weights and input: "
             + ", ".join(f"{k} {v:.4g}" for k, v in error.items())
         )
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    return 0
+    return publish(text, args.output)

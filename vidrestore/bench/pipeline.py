@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from vidrestore.bench import comma_list, publish
 from vidrestore.bench.model import bench_checkpoints, machine_description
 from vidrestore.bench.video import SIZES, machine
 from vidrestore.device import resolve_device
@@ -198,11 +199,8 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-") as tmp:
         work = Path(tmp)
         models = bench_checkpoints(work, args.full)
-        for size_name in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        for size_name in comma_list(args.sizes, str):
             rows += measure_size(size_name, work, args, models, device)
             log.info("%s done", size_name)
     text = report_markdown(rows, device, args)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
-    return 0
+    return publish(text, args.output)

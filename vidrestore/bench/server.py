@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from vidrestore.bench import comma_list, publish
 from vidrestore.bench.model import save_bench_checkpoint
 from vidrestore.bench.video import machine
 
@@ -221,13 +222,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Entry point of `vidrestore bench server`."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the table
     images = face_images(Path(args.faces) if args.faces else DEFAULT_FACES)
-    concurrency = [int(c) for c in args.clients.split(",") if c.strip()]
+    concurrency = comma_list(args.clients, int)
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-server-") as tmp:
         model = args.model or str(save_bench_checkpoint(Path(tmp), "small"))
         model_text = args.model or "small random-weight GFP-GAN (64x64 faces, `bench model --size small` config)"
         points = measure_points(args, model, images, concurrency, Path(tmp))
     text = report(points, args, model_text, len(images))
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
-    return 0
+    return publish(text, args.output)

@@ -17,6 +17,7 @@ from typing import Callable
 
 import av
 
+from vidrestore.bench import comma_list, publish
 from vidrestore.errors import MediaError
 from vidrestore.video import EncoderSettings, VideoSink, VideoSource, passthrough
 from vidrestore.video.ffmpeg_backend import ffmpeg_exe
@@ -170,14 +171,11 @@ def run_cli(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vidrestore-bench-") as tmp:
         work = Path(tmp)
-        for name in args.sizes.split(","):
+        for name in comma_list(args.sizes, str):
             size = SIZES.get(name) or tuple(int(x) for x in name.split("x"))
             clip = work / f"clip_{name}.mp4"
             make_clip(clip, size, args.seconds)  # type: ignore[arg-type]
             log.info("measuring %s", name)
             rows += measure(name, clip, work, settings)
     report = table(rows, settings, args.seconds)
-    print(report)
-    if args.output:
-        Path(args.output).write_text(report)
-    return 0
+    return publish(report, args.output)
