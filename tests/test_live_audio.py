@@ -20,7 +20,7 @@ from pipeline_support import make_tiny_restorer, pipeline_threads, test_options
 
 from vidrestore import cli
 from vidrestore.bench.stamp import read_number
-from vidrestore.live.handoff import NewestQueue
+from vidrestore.channel import Channel
 from vidrestore.live.record import RecordingSink
 from vidrestore.live.runner import LiveOptions, run_live
 from vidrestore.live.source import LiveSource, SourceOptions, audio_track
@@ -241,7 +241,7 @@ def test_an_rtsp_feed_with_audio_is_recorded_with_it(work, detector_weights, tmp
 
 
 def test_audio_is_never_dropped_with_the_frames() -> None:
-    queue = NewestQueue(2)
+    queue = Channel(2, "newest")
     assert queue.put("frame 1") and queue.put("audio 1", keep=True) and queue.put("frame 2")
     assert not queue.put("frame 3")  # full: the oldest frame goes, the audio stays where it was
     assert queue.put("audio 2", keep=True) and not queue.put("frame 4")

@@ -36,7 +36,7 @@ def scaled_clip(src: Path, dst: Path, size: tuple[int, int], frames: int) -> Pat
         info = dataclasses.replace(source.info, width=size[0], height=size[1])
         with VideoSink(dst, info, EncoderSettings("ffv1"), copy_streams=False) as sink:
             for frame in itertools.islice(source, frames):
-                frame._native = frame.native.reformat(width=size[0], height=size[1])
+                frame.set_picture(frame.native.reformat(width=size[0], height=size[1]))
                 sink.write(frame)
     return dst
 

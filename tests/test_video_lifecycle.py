@@ -3,8 +3,8 @@ from either thread reach the caller, memory stays bounded by the queue."""
 
 from __future__ import annotations
 
-import queue
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,27 +92,24 @@ def test_abandoned_iteration_ends_the_thread(clip):
     assert video_threads() == []
 
 
-class HoldWatchingQueue(queue.Queue):
-    """A queue.Queue that sets `held` whenever a put finds it full, i.e. the producer has to wait."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self.held = threading.Event()
-
-    def put(self, item, block=True, timeout=None):
-        if self.full():
-            self.held.set()
-        super().put(item, block, timeout)
+def wait_until(condition) -> bool:
+    """Poll `condition` until it holds (True) or WAIT_S pass (False)."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_decode_queue_is_bounded(clip):
     src = VideoSource(clip, queue_size=3)
-    src._chan._q = watched = HoldWatchingQueue(3)  # the decode thread's queue, watched
     with src:
         it = iter(src)
         next(it)
-        watched.held.clear()  # from now on: held with one frame taken (a held put retries, so it is seen)
-        assert watched.held.wait(WAIT_S), "the decoder never had to wait for room in its queue"
+        # from now on: held with one frame taken (the decode thread's channel full, the next frame waiting)
+        assert wait_until(lambda: len(src._chan) == 3), "the decoder never had to wait for room in its queue"
+        time.sleep(0.2)  # a decoder that did not wait would run on meanwhile
         ahead = src.stats.frames
     assert ahead == 1 + 3 + 1  # taken + queued + the one waiting to be put
 

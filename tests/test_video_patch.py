@@ -39,7 +39,7 @@ def _planes(picture: av.VideoFrame) -> list[np.ndarray]:
 
 
 def _frame(picture: av.VideoFrame, image_format: str) -> Frame:
-    return Frame(index=0, pts=0, time_base=Fraction(1, 25), _native=picture, _image_format=image_format)
+    return Frame.from_picture(picture, 0, time_base=Fraction(1, 25), pixel_format=image_format)
 
 
 @pytest.mark.parametrize("fmt,image_format,width,height", [

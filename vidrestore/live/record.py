@@ -3,23 +3,24 @@ and the source's audio packets copied beside them, on the same time line."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 
 from vidrestore.errors import MediaError
-from vidrestore.live.handoff import CLOSED, QueuedSink
+from vidrestore.channel import CLOSED
+from vidrestore.live.handoff import QueuedSink
 from vidrestore.live.types import AudioTrack, LiveAudio, LiveOutput
-from vidrestore.video.codecs import EncoderSettings, check_codec, check_container_holds
+from vidrestore.video.codecs import EncoderSettings, check_container_holds
 from vidrestore.video.paths import check_output
-from vidrestore.video.sink import MP4_LIKE, VideoSink
+from vidrestore.video.sink import MP4_LIKE, OtherStreams, PyAVEncoder, Target, VideoSink
 from vidrestore.video.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def exact(seconds: float) -> Fraction:
 
 
 class NoOtherStreams:
-    """Stands in for VideoSink's StreamCopier: live frames come without a file whose streams could be copied."""
+    """The other streams of a file without audio: live frames come without a file whose streams could be copied."""
 
     copied: dict[int, int] = {}
 
@@ -52,10 +53,10 @@ class NoOtherStreams:
 
 
 class AudioCopier:
-    """Stands in for VideoSink's StreamCopier in a file with the source's audio: the packets the recorder
+    """The other streams of a file with the source's audio: the packets the recorder
     placed (`add`, its thread) are muxed in time order between the video packets (the encoder's thread)."""
 
-    def __init__(self, out: Any, track: AudioTrack, out_name: str) -> None:
+    def __init__(self, out: av.container.OutputContainer, track: AudioTrack, out_name: str) -> None:
         try:
             check_container_holds(out, track.codec, out_name, what="the source's audio")
             self.stream = out.add_stream_from_template(track.template)
@@ -96,34 +97,28 @@ class AudioCopier:
         """Nothing to release (the packets are the recorder's)."""
 
 
-class LiveFileSink(VideoSink):
-    """VideoSink for frames that come from no file: the encoder thread, the pixel conversion and the
-    temporary file renamed into place when complete, without opening a source to copy streams from;
-    with `audio`, the file has that audio stream too, for the packets given to `add_audio`."""
+class LiveFile:
+    """One file of the recording: VideoSink (the encoder thread, the pixel conversion and the temporary
+    file renamed into place when complete) for frames that come from no file, so no source streams are
+    copied; with `audio`, the file has that audio stream too, for the packets given to `add_audio`."""
 
     def __init__(self, path: Path, info: VideoInfo, settings: EncoderSettings,
                  audio: AudioTrack | None = None) -> None:
         self.audio = audio
-        super().__init__(path, info, settings, copy_streams=False)
+        self._audio_copier: AudioCopier | None = None
+        self.writer = VideoSink(path, info, settings, copy_streams=False, thread_name="vidrestore-encode",
+                                encoder=functools.partial(PyAVEncoder, other_streams=self._other_streams))
+
+    def _other_streams(self, target: Target, out: av.container.OutputContainer) -> OtherStreams:
+        """The streams beside the video: the source's audio, or none."""
+        if self.audio is None:
+            return NoOtherStreams()
+        self._audio_copier = AudioCopier(out, self.audio, str(target.path))
+        return self._audio_copier
 
     def add_audio(self, packet: LiveAudio, pts: int) -> None:
         """Queue one audio packet at `pts` (the packet's time base, from the file's start)."""
-        self._copier.add(packet, pts)
-
-    def _open(self) -> None:
-        """Open the output and the encoder, write the header: all before the first frame."""
-        try:
-            self._out = av.open(str(self._tmp), "w")
-        except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(f"cannot record to {self.out_path}: no muxer for {self.out_path.suffix!r}") from exc
-        self.pix_fmt = check_codec(self.settings, self.info, self._out, str(self.out_path))
-        self._stream = self._add_video_stream()
-        self._copier = NoOtherStreams() if self.audio is None else AudioCopier(self._out, self.audio,
-                                                                              str(self.out_path))
-        try:
-            self._out.start_encoding()
-        except av.FFmpegError as exc:
-            raise MediaError(f"cannot record to {self.out_path} with {self.settings.codec}: {exc}") from exc
+        self._audio_copier.add(packet, pts)
 
 
 class CUT:
@@ -309,7 +304,7 @@ class RecordingSink(QueuedSink):
         self.frames = 0
         self._timeline: Timeline | None = None
         self._audio = AudioLine()
-        self._video: LiveFileSink | None = None
+        self._video: LiveFile | None = None
         self._check_encoder()
         self._start_worker(queue_frames)
 
@@ -353,8 +348,7 @@ class RecordingSink(QueuedSink):
 
     def _check_encoder(self) -> None:
         """MediaError now, not at the first frame, when this container or encoder cannot be written."""
-        probe = LiveFileSink(self.path, self._video_info(64, 64), self.settings)
-        probe.abort()
+        LiveFile(self.path, self._video_info(64, 64), self.settings).writer.abort()
 
     # --- the encoder thread ----------------------------------------------------------------------
 
@@ -396,8 +390,8 @@ class RecordingSink(QueuedSink):
         self._pass_audio(at)
         segment = self.segments[-1]
         base = self._timeline.time_base
-        self._video.write(Frame(index=segment.frames, pts=ticks - round(segment.start / base),
-                                time_base=base, _image=output.image))
+        pts = ticks - round(segment.start / base)
+        self._video.writer.write(Frame.from_rgb(output.image, segment.frames, pts, base))
         segment.frames += 1
         self.frames += 1
 
@@ -437,8 +431,7 @@ class RecordingSink(QueuedSink):
         """Open the encoder for the next file (with `track`'s audio stream); its time 0 is the frame at `ticks`."""
         index = len(self.segments)
         path = self._file_path(index)
-        self._video = LiveFileSink(path, self._video_info(width, height), self.settings, audio=track)
-        self._video.start()
+        self._video = LiveFile(path, self._video_info(width, height), self.settings, audio=track)
         self.segments.append(Segment(path, ticks * self._timeline.time_base, width, height))
 
     def _file_path(self, index: int) -> Path:
@@ -471,7 +464,7 @@ class RecordingSink(QueuedSink):
         """Finalise the open file (flush, trailer, rename into place)."""
         video, self._video = self._video, None
         if video is not None:
-            video.close()
+            video.writer.close()
             segment = self.segments[-1]
             log.info("recorded %s: %d frames and %d audio packets from %.2f s", segment.path, segment.frames,
                      segment.audio_packets, segment.start)
@@ -480,7 +473,7 @@ class RecordingSink(QueuedSink):
         """Drop the open file after a failure (its temporary file is removed)."""
         video, self._video = self._video, None
         if video is not None:
-            video.abort()
+            video.writer.abort()
 
 
 def _signature(track: AudioTrack | None) -> tuple | None:

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from vidrestore.errors import MediaError, VidrestoreError
-from vidrestore.live.handoff import CLOSED, QueuedSink
+from vidrestore.channel import CLOSED
+from vidrestore.errors import MediaError, VidrestoreError, error_line
+from vidrestore.live.handoff import QueuedSink
 from vidrestore.live.overlay import no_signal_picture
 from vidrestore.live.types import LiveOutput
 from vidrestore.video.codecs import EncoderSettings
-from vidrestore.video.probe import _reason
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class RestreamSink(QueuedSink):
 
     def _describe(self, exc: BaseException) -> BaseException:
         """The sending thread's error as one line naming the URL."""
-        return VidrestoreError(f"cannot re-stream to {self.url}: {_reason(exc)}")
+        return VidrestoreError(f"cannot re-stream to {self.url}: {error_line(exc, os_reason=True)}")
 
     # --- the sending thread ----------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class RestreamSink(QueuedSink):
                     self._connect()
                 self._send(picture, arrival)
             except PERMANENT as exc:
-                log.error("re-streaming to %s stopped: %s", self.url, _reason(exc))
+                log.error("re-streaming to %s stopped: %s", self.url, error_line(exc, os_reason=True))
                 self._fail(exc)
             except (av.FFmpegError, OSError) as exc:
                 self._schedule_retry(exc)
@@ -196,7 +196,8 @@ class RestreamSink(QueuedSink):
     def _schedule_retry(self, exc: BaseException) -> None:
         """Drop the connection and try again after the backoff delay (doubling up to BACKOFF_MAX_S)."""
         self._disconnect()
-        log.warning("re-streaming to %s failed (%s); retrying in %.1f s", self.url, _reason(exc), self._backoff)
+        log.warning("re-streaming to %s failed (%s); retrying in %.1f s", self.url,
+                    error_line(exc, os_reason=True), self._backoff)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
@@ -206,7 +207,8 @@ class RestreamSink(QueuedSink):
             try:
                 self._out.mux(self._stream.encode(None))
             except (av.FFmpegError, OSError) as exc:
-                log.warning("re-streaming to %s: the last frames were not sent (%s)", self.url, _reason(exc))
+                log.warning("re-streaming to %s: the last frames were not sent (%s)", self.url,
+                            error_line(exc, os_reason=True))
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -228,7 +230,7 @@ def check_encoder(settings: EncoderSettings) -> None:
         ctx.options = settings.encoder_options()
         ctx.open()
     except (av.FFmpegError, ValueError) as exc:
-        raise VidrestoreError(f"cannot re-stream with {settings.codec}: {_reason(exc)}") from exc
+        raise VidrestoreError(f"cannot re-stream with {settings.codec}: {error_line(exc, os_reason=True)}") from exc
 
 
 def even_size(picture: np.ndarray) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """The live job: the main job's stages under a latency policy, fanned out to live sinks.
 
     LiveSource -> source -> analyse -> policy -> restore -> composite -> deliver -> SinkHub -> sinks
+                 (LiveFrame: arrival, sequence, connection ride with the frame through every record)
     LiveSource (audio packets, copied) ------------------------------------------------> audio sinks
 
 Same stages as the file pipeline (causal tracking: no look-ahead), with queues of one item, one frame
@@ -12,12 +13,12 @@ newest kept; what is restored is always recent) or "passthrough" (frames that wa
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
+from vidrestore.channel import CLOSED, Channel
 from vidrestore.device import resolve_device
 from vidrestore.errors import JobCancelled, VidrestoreError
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig
@@ -72,7 +73,7 @@ class SinkHub:
         self.stats = stats
         self.source = source
         self.idle_interval = idle_interval
-        self._queue: queue.Queue = queue.Queue(maxsize=1)  # (LiveOutput, done) pairs, then None
+        self._queue: Channel[tuple[LiveOutput, Callable[[], None] | None]] = Channel(1)
         self._thread = threading.Thread(target=self._run, name="vidrestore-live-sinks", daemon=True)
         self._error: BaseException | None = None
         self._thread.start()
@@ -85,7 +86,7 @@ class SinkHub:
 
     def close(self) -> None:
         """Deliver what is queued, then close every sink."""
-        self._queue.put(None)
+        self._queue.close()
         self._thread.join()
         _close_all(self.sinks)
         if self._error is not None:
@@ -93,15 +94,11 @@ class SinkHub:
 
     def _run(self) -> None:
         last_write = time.monotonic()
-        while True:
-            try:
-                item = self._queue.get(timeout=self.idle_interval)
-            except queue.Empty:
+        while (item := self._queue.get(timeout=self.idle_interval)) is not CLOSED:
+            if item is None:
                 if not self.stats.source_up and time.monotonic() - last_write >= self.idle_interval:
                     self._each(lambda sink: sink.idle(self.source.last_problem or "no signal"))
                 continue
-            if item is None:
-                return
             output, done = item
             self._each(lambda sink: sink.write(output))
             self.stats.frame_out(output, time.monotonic())
@@ -109,7 +106,7 @@ class SinkHub:
                 done()
             last_write = time.monotonic()
 
-    def _each(self, call) -> None:
+    def _each(self, call: Callable[[LiveSink], None]) -> None:
         """Call every sink; a failing sink stops the run with its error."""
         for sink in self.sinks:
             try:
@@ -120,38 +117,35 @@ class SinkHub:
                 log.error("the %s sink failed: %s", sink.name, exc)
 
 
-class _InFlight:
-    """The frames between the source and the sinks, by Frame; their number is what bounds latency."""
+class InFlight:
+    """Counts the frames between the source and the sinks; their number is what bounds latency."""
 
     def __init__(self) -> None:
-        self._items: dict[int, LiveFrame] = {}
+        self._count = 0
         self._cond = threading.Condition()
 
-    def add(self, live: LiveFrame) -> None:
+    def enter(self) -> None:
+        """A frame left the source."""
         with self._cond:
-            self._items[id(live.frame)] = live
+            self._count += 1
 
-    def get(self, frame: object) -> LiveFrame:
+    def leave(self) -> None:
+        """A frame reached the sinks."""
         with self._cond:
-            return self._items[id(frame)]
-
-    def pop(self, frame: object) -> LiveFrame:
-        with self._cond:
-            live = self._items.pop(id(frame))
+            self._count -= 1
             self._cond.notify_all()
-            return live
 
     def wait_below(self, limit: int, timeout: float) -> bool:
         """Wait until fewer than `limit` frames are in flight; False after `timeout` seconds."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._items) < limit, timeout)
+            return self._cond.wait_for(lambda: self._count < limit, timeout)
 
 
-def source_stage(source: LiveSource, inflight: _InFlight, options: LiveOptions,
+def source_stage(source: LiveSource, inflight: InFlight, options: LiveOptions,
                  halted: Callable[[], bool]) -> StageFn:
     """Frames from the live source until it ends, the duration or frame budget is spent, or the run halts."""
 
-    def frames(_: Iterable) -> Iterator:
+    def frames(_: Iterable[None]) -> Iterator[LiveFrame]:
         started = time.monotonic()
         count = 0
         while not halted():
@@ -164,8 +158,8 @@ def source_stage(source: LiveSource, inflight: _InFlight, options: LiveOptions,
                 if source.ended:
                     return
                 continue  # the source is down or slow: look at the clock and the halt flag again
-            inflight.add(live)
-            yield live.frame
+            inflight.enter()
+            yield live
             count += 1
             if options.max_frames is not None and count >= options.max_frames:
                 return
@@ -173,32 +167,31 @@ def source_stage(source: LiveSource, inflight: _InFlight, options: LiveOptions,
     return frames
 
 
-def policy_stage(inflight: _InFlight, options: LiveOptions) -> StageFn:
-    """Passthrough policy: a frame that waited longer than max_latency is sent on without restoring it."""
+def policy_stage(options: LiveOptions) -> StageFn:
+    """Passthrough policy: a frame that waited longer than max_latency is sent on without restoring it
+    (a new record, its frame marked late and no faces to restore)."""
 
     def policy(items: Iterable[AnalysedFrame]) -> Iterator[AnalysedFrame]:
         for item in items:
-            if options.policy == "passthrough" and item.faces:
-                live = inflight.get(item.frame)
-                if time.monotonic() - live.arrival > options.max_latency:
-                    live.late = True
-                    item.faces = []
+            frame: LiveFrame = item.frame
+            late = time.monotonic() - frame.arrival > options.max_latency
+            if options.policy == "passthrough" and item.faces and late:
+                item = AnalysedFrame(frame.sent_late(), [], item.detected)
             yield item
 
     return policy
 
 
-def deliver_stage(hub: SinkHub, inflight: _InFlight) -> StageFn:
+def deliver_stage(hub: SinkHub, inflight: InFlight) -> StageFn:
     """Sink stage: the finished frames, with their source timing, to the sink hub."""
 
     def deliver(items: Iterable[OutputFrame]) -> Iterator[None]:
         for item in items:
-            frame = item.frame
-            live = inflight.get(frame)
-            output = LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=live.arrival,
-                                sequence=live.sequence, connection=live.connection, faces=item.faces,
-                                restored=not live.late, rate=live.rate)
-            hub.put(output, done=lambda frame=frame: inflight.pop(frame))  # in flight until the sinks have it
+            frame: LiveFrame = item.frame
+            output = LiveOutput(image=frame.image, pts=frame.pts, time_base=frame.time_base, arrival=frame.arrival,
+                                sequence=frame.sequence, connection=frame.connection, faces=item.faces,
+                                restored=not frame.late, rate=frame.rate)
+            hub.put(output, done=inflight.leave)  # in flight until the sinks have it
         yield from ()
 
     return deliver
@@ -257,7 +250,7 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
         _close_all(sinks)  # the sinks are ours from the start: nothing is left running on failure
         raise
     stats = source.stats
-    inflight = _InFlight()
+    inflight = InFlight()
     hub = SinkHub(sinks, stats, source, live.idle_interval)
     logger = _StatsLogger(stats, live.stats_interval)
     max_faces = engine.restorer.batch_size if engine is not None else 1
@@ -266,7 +259,7 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
         .add("source", source_stage(source, inflight, live, lambda: pipeline.stopping))
         .add("analyse", analyse_stage(tracker, 1, only_center=options.only_center_face, largest=options.largest_face,
                                       long_side=options.det_size))
-        .add("policy", policy_stage(inflight, live))
+        .add("policy", policy_stage(live))
         .add("restore", restore_stage(engine, max_faces, 1))
         .add("composite", composite_stage(engine, JobCounters(), write_back=False))
         .add("deliver", deliver_stage(hub, inflight))

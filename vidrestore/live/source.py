@@ -16,18 +16,17 @@ import re
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterator
+from typing import Iterator
 
 import av
 
-from vidrestore.errors import MediaError
+from vidrestore.channel import CLOSED, Channel
+from vidrestore.errors import MediaError, error_line
 from vidrestore.live.types import AudioSink, AudioTrack, LiveAudio, LiveFrame, LiveStats
 from vidrestore.video.paths import check_input, is_url
 from vidrestore.video.probe import video_stream
-from vidrestore.video.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def open_options(source: str, kind: str, options: SourceOptions) -> tuple[str, s
     return name, fmt, ffmpeg_options
 
 
-def audio_track(stream: Any, connection: int) -> AudioTrack:
+def audio_track(stream: av.audio.stream.AudioStream, connection: int) -> AudioTrack:
     """The audio stream's codec parameters, copied into a stream of an in-memory container that is never
     written, so that they outlive the source's own container (closed at a reconnect)."""
     holder = av.open(io.BytesIO(), "w", format="nut")  # nut takes any codec FFmpeg knows
@@ -91,7 +90,7 @@ def audio_track(stream: Any, connection: int) -> AudioTrack:
     return AudioTrack(connection, template, Fraction(stream.time_base))
 
 
-def first_audio_stream(container: Any) -> Any | None:
+def first_audio_stream(container: av.container.InputContainer) -> av.audio.stream.AudioStream | None:
     """The source's first audio stream with a known codec, or None."""
     for s in container.streams.audio:
         if s.codec_context is not None and s.codec_context.name:
@@ -114,9 +113,8 @@ class LiveSource:
         if self.kind == "file":
             check_input(self.source)
         self.realtime = self.options.realtime if self.options.realtime is not None else self.kind == "file"
-        self._frames: deque[LiveFrame] = deque()
-        self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._frames: Channel[LiveFrame] = Channel(self.options.queue_size, "newest", self._stop)
         self._ended = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -139,10 +137,8 @@ class LiveSource:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading; the iteration ends after the frames already queued are dropped."""
+        """Stop reading; the iteration ends and the frames already queued are dropped."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the reader thread (it notices a stop within the read timeout)."""
@@ -152,8 +148,7 @@ class LiveSource:
     @property
     def ended(self) -> bool:
         """True when no frame will come any more (the source ended or was stopped) and none is queued."""
-        with self._cond:
-            return (self._ended or self._stop.is_set()) and not self._frames
+        return (self._ended or self._stop.is_set()) and not len(self._frames)
 
     # --- consumer side ---------------------------------------------------------------------------
 
@@ -167,33 +162,23 @@ class LiveSource:
 
     def next(self, timeout: float | None) -> LiveFrame | None:
         """The oldest queued frame; None at the end (or after `timeout` seconds without a frame)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._frames:
-                if self._stop.is_set() or self._ended:
-                    if self._error is not None:
-                        raise self._error
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining if remaining is not None else 0.5)
-            return self._frames.popleft()
+        frame = self._frames.get(timeout)
+        if frame is CLOSED:
+            if self._error is not None:
+                raise self._error
+            return None
+        return frame
 
     # --- reader thread ---------------------------------------------------------------------------
 
-    def _push(self, frame: Frame) -> None:
+    def _push(self, picture: av.VideoFrame, stream: av.video.stream.VideoStream) -> None:
         """Queue a frame, dropping the oldest when restoration is behind."""
         now = time.monotonic()
         self._sequence += 1
-        frame.index = self._sequence
-        live = LiveFrame(frame, now, self._sequence, self.connection, rate=self.rate)
-        with self._cond:
-            while len(self._frames) >= self.options.queue_size:
-                self._frames.popleft()
-                self.stats.drop()
-            self._frames.append(live)
-            self._cond.notify()
+        frame = LiveFrame.from_picture(picture, self._sequence, time_base=stream.time_base, arrival=now,
+                                       sequence=self._sequence, connection=self.connection, rate=self.rate)
+        if not self._frames.put(frame) and not self._stop.is_set():
+            self.stats.drop()
         self.stats.frame_in(now)
 
     def _run(self) -> None:
@@ -204,7 +189,7 @@ class LiveSource:
                     delivered = self._read_once()
                 except (av.FFmpegError, OSError, MediaError) as exc:
                     delivered = False
-                    self._set_down(f"{describe(self.source)}: {_reason(exc)}")
+                    self._set_down(f"{describe(self.source)}: {error_line(exc, os_reason=True)}")
                 if self._stop.is_set():
                     break
                 if self.kind == "file" and not self.options.loop and self.connection and not self.last_problem:
@@ -219,9 +204,8 @@ class LiveSource:
             self._error = exc if isinstance(exc, (SourceEnded, MediaError)) else MediaError(str(exc))
         finally:
             self.stats.source_up = False
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self._ended = True
+            self._frames.close()
 
     def _wait_before_reopen(self, failures: int) -> None:
         """Exponential backoff (capped), interrupted by stop()."""
@@ -245,14 +229,12 @@ class LiveSource:
         try:
             stream, audio = self._connect(container)
             clock = _PlaybackClock() if self.realtime else None
-            for vf in self._decode(container, stream, audio):
+            for picture in self._decode(container, stream, audio):
                 if self._stop.is_set():
                     break
-                frame = Frame(index=self._sequence, pts=vf.pts, time_base=vf.time_base or stream.time_base,
-                              duration=vf.duration or None, key_frame=vf.key_frame, _native=vf)
                 if clock is not None:
-                    clock.wait(frame.seconds, self._stop)
-                self._push(frame)
+                    clock.wait(presentation_seconds(picture, stream), self._stop)
+                self._push(picture, stream)
                 delivered = True
         finally:
             container.close()
@@ -260,7 +242,8 @@ class LiveSource:
             self._set_down(f"{describe(self.source)}: the stream ended")
         return delivered
 
-    def _connect(self, container: Any) -> tuple[Any, Any | None]:
+    def _connect(self, container: av.container.InputContainer,
+                 ) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
         """A new connection: its video stream, and its audio stream when a sink wants it (announced to them)."""
         stream = video_stream(container, self.source)
         stream.thread_type = "AUTO" if self.kind == "file" else "SLICE"  # frame threading adds delay
@@ -280,7 +263,8 @@ class LiveSource:
                 sink.audio_track(track)
         return stream, audio
 
-    def _decode(self, container: Any, stream: Any, audio: Any | None) -> Iterator[Any]:
+    def _decode(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                audio: av.audio.stream.AudioStream | None) -> Iterator[av.VideoFrame]:
         """The decoded video frames; the audio packets met on the way go to the audio sinks as they are."""
         if audio is None:
             yield from container.decode(stream)
@@ -291,12 +275,17 @@ class LiveSource:
             elif packet.size:  # not the demuxer's end-of-stream marker
                 self._push_audio(packet)
 
-    def _push_audio(self, packet: Any) -> None:
+    def _push_audio(self, packet: av.Packet) -> None:
         """Hand one audio packet, copied, to every audio sink (they never block)."""
         item = LiveAudio(bytes(packet), packet.pts, packet.dts, packet.duration or 0, Fraction(packet.time_base),
                          self.connection, packet.is_keyframe)
         for sink in self._audio_sinks:
             sink.write_audio(item)
+
+
+def presentation_seconds(picture: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
+    """When a decoded picture is to be shown, in seconds of the stream's time line (None without a pts)."""
+    return None if picture.pts is None else float(picture.pts * (picture.time_base or stream.time_base))
 
 
 class _PlaybackClock:
@@ -316,12 +305,6 @@ class _PlaybackClock:
         delay = self.start_wall + (seconds - self.start_pts) - now
         if delay > 0:
             stop.wait(delay)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason for the log (FFmpeg's message without the repeated URL)."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe(source: str) -> str:

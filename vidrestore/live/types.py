@@ -1,6 +1,6 @@
 """The records of live mode: frames with their arrival time, the outputs the sinks get, the statistics.
 
-    LiveSource --(LiveFrame)--> analyse -> restore -> composite --(LiveOutput)--> sinks
+    LiveSource --(LiveFrame)--> analyse -> policy -> restore -> composite --(LiveOutput)--> sinks
     LiveSource --(AudioTrack, LiveAudio)--> the sinks that record audio (`AudioSink`: the recording)
 
 Every sink implements `LiveSink`: `write` must return quickly (a slow sink drops frames of its own,
@@ -11,6 +11,7 @@ the sinks that implement `AudioSink`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -24,15 +25,20 @@ from vidrestore.video.types import Frame
 
 
 @dataclass(eq=False)
-class LiveFrame:
-    """A decoded frame of the live source and when it was taken from the source (time.monotonic())."""
+class LiveFrame(Frame):
+    """A decoded frame of the live source with what the stages after need to know about it: when it
+    was taken from the source (time.monotonic()), its sequence and connection. It rides through the
+    stages as the frame of their records, so nothing is looked up on the side."""
 
-    frame: Frame
-    arrival: float
-    sequence: int  # frames the source delivered since the start, across reconnects
-    connection: int  # 1 for the first connection, +1 at each reconnect (timestamps restart)
-    late: bool = False  # set when the policy sends it on unrestored
+    arrival: float = 0.0
+    sequence: int = 0  # frames the source delivered since the start, across reconnects
+    connection: int = 0  # 1 for the first connection, +1 at each reconnect (timestamps restart)
     rate: Fraction | None = None  # the source's nominal frame rate, when its stream declares one
+    late: bool = False  # sent on unrestored by the passthrough policy
+
+    def sent_late(self) -> "LiveFrame":
+        """The same frame marked as sent on unrestored (a new record: this one is left as it is)."""
+        return dataclasses.replace(self, late=True)
 
 
 @dataclass(eq=False)

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
 
+from vidrestore.channel import CLOSED, Channel
 from vidrestore.errors import VidrestoreError
-from vidrestore.live.handoff import CLOSED, NewestQueue
 from vidrestore.live.overlay import draw_stats, no_signal_picture
 
 if TYPE_CHECKING:  # the child process needs neither these nor PyAV, which they would load
@@ -68,7 +68,7 @@ class WindowSink:
         self.shown = 0  # pictures sent to the window
         self.quit = threading.Event()  # set when the user quit (q, Esc, closed the window)
         self._last_image: np.ndarray | None = None
-        self._queue = NewestQueue(1)
+        self._queue: Channel[Any] = Channel(1, "newest")
         self._answered = threading.Event()  # the child said it is ready, or ended
         self._opened = False  # the child said it is ready
         self._closing = False
@@ -186,7 +186,7 @@ def send_picture(pipe: IO[bytes], picture: np.ndarray) -> None:
 # --- the child: python -m vidrestore.live.window TITLE -------------------------------------------
 
 
-def read_pictures(pipe: IO[bytes], pictures: NewestQueue) -> None:
+def read_pictures(pipe: IO[bytes], pictures: Channel[np.ndarray]) -> None:
     """Child's reader thread: pictures from the parent into `pictures` (newest kept) until CLOSE or EOF."""
     while len(header := pipe.read(HEADER.size)) == HEADER.size:
         kind, width, height = HEADER.unpack(header)
@@ -201,7 +201,7 @@ def read_pictures(pipe: IO[bytes], pictures: NewestQueue) -> None:
 
 def run_window(title: str) -> None:
     """Child's main thread: open the window, show the newest picture, report 'q'/Esc/closing as quit."""
-    pictures = NewestQueue(1)
+    pictures: Channel[np.ndarray] = Channel(1, "newest")
     reader = threading.Thread(target=read_pictures, args=(sys.stdin.buffer, pictures), daemon=True)
     open_window(title)
     print(READY, flush=True)

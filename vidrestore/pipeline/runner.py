@@ -1,25 +1,26 @@
-"""Threaded stages joined by bounded queues: the skeleton of the data path.
+"""Threaded stages joined by bounded channels: the skeleton of the data path.
 
-Each stage runs in its own thread, reads items from the queue before it and writes to the queue
-after it. Queues are bounded, so a slow stage holds back the ones before it (memory stays flat).
-Items leave in the order they came because each stage is one thread that emits in order.
-A stage that raises stops every stage (no hang) and `Pipeline.run` re-raises its error, naming it.
+Each stage runs in its own thread, reads items from the channel before it and writes to the channel
+after it. The first stage is the source itself (it decodes in its thread) and the last the sink
+(it encodes in its thread), so each stage's busy time is its own work. Channels block when full, so
+a slow stage holds back the ones before it (memory stays flat). Items leave in the order they came
+because each stage is one thread that emits in order. A stage that raises stops every stage (no
+hang) and `Pipeline.run` re-raises the first error; Ctrl-C stops every stage and is re-raised.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from vidrestore.channel import CLOSED, Channel
 from vidrestore.errors import JobCancelled
 
 log = logging.getLogger(__name__)
 
-_END = object()  # end-of-stream marker, passed down the chain after the last item
 _POLL_SECONDS = 0.1
 
 
@@ -28,7 +29,7 @@ class PipelineStopped(Exception):
 
 
 class StageError(Exception):
-    """A stage failed; `stage` names it and `__cause__` is the original exception."""
+    """A stage failed; `stage` names it and `error` is the original exception."""
 
     def __init__(self, stage: str, error: BaseException) -> None:
         super().__init__(f"{stage} stage failed: {error}")
@@ -38,52 +39,15 @@ class StageError(Exception):
 
 @dataclass
 class StageTiming:
-    """Time a stage spent working (not waiting on its queues), and how many items it emitted."""
+    """Time a stage spent working (not waiting on its channels), and how many items it emitted."""
 
     name: str
     busy_seconds: float = 0.0
     items: int = 0
 
 
-class _Channel:
-    """A bounded queue whose put/get give up when the pipeline stops, so no thread blocks forever."""
-
-    def __init__(self, maxsize: int, stop: threading.Event) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
-        self._stop = stop
-        self.get_wait_seconds = 0.0  # time the consumer spent waiting for items
-        self.put_wait_seconds = 0.0  # time the producer spent waiting for room
-
-    def put(self, item: Any) -> None:
-        started = time.perf_counter()
-        try:
-            self._until_stopped(lambda: self._queue.put(item, timeout=_POLL_SECONDS), queue.Full)
-        finally:
-            self.put_wait_seconds += time.perf_counter() - started
-
-    def get(self) -> Any:
-        started = time.perf_counter()
-        try:
-            return self._until_stopped(lambda: self._queue.get(timeout=_POLL_SECONDS), queue.Empty)
-        finally:
-            self.get_wait_seconds += time.perf_counter() - started
-
-    def _until_stopped(self, attempt: Callable[[], Any], retry_on: type[Exception]) -> Any:
-        """Retry a timed queue operation until it succeeds or the pipeline stops."""
-        while not self._stop.is_set():
-            try:
-                return attempt()
-            except retry_on:
-                continue
-        raise PipelineStopped
-
-    def __iter__(self) -> Iterator[Any]:
-        while (item := self.get()) is not _END:
-            yield item
-
-
 # A stage function turns the stream of items before it into the stream after it; it may batch,
-# drop nothing and must keep order. Sources take no input (None); sinks yield nothing.
+# drop nothing and must keep order. Sources take no input (an empty iterable); sinks yield nothing.
 StageFn = Callable[[Iterable[Any]], Iterable[Any]]
 
 
@@ -95,6 +59,14 @@ class _Stage:
 
     def __post_init__(self) -> None:
         self.timing = StageTiming(self.name)
+
+
+def _received(channel: Channel[Any]) -> Iterator[Any]:
+    """The items of a channel until it is closed; PipelineStopped when the pipeline stops first."""
+    while (item := channel.get()) is not CLOSED:
+        yield item
+    if channel.stopped:
+        raise PipelineStopped
 
 
 class Pipeline:
@@ -122,7 +94,7 @@ class Pipeline:
         return self._stop.is_set()
 
     def cancel(self) -> None:
-        """Stop every stage at its next queue operation (Ctrl-C, a client going away)."""
+        """Stop every stage at its next channel operation (Ctrl-C, a client going away)."""
         self._stop.set()
 
     def run(self, cancel: threading.Event | None = None) -> None:
@@ -132,51 +104,56 @@ class Pipeline:
         """
         if not self._stages:
             return
-        channels = [_Channel(self.queue_size, self._stop) for _ in range(len(self._stages) - 1)]
-        inputs: list[Iterable[Any]] = [()] + channels
-        outputs: list[_Channel | None] = channels + [None]
+        channels = [Channel(self.queue_size, "block", self._stop) for _ in self._stages[1:]]
+        inputs: list[Channel[Any] | None] = [None, *channels]
+        outputs: list[Channel[Any] | None] = [*channels, None]
+        done = [threading.Event() for _ in self._stages]
         threads = [
-            threading.Thread(
-                target=self._run_stage, args=(stage, inputs[i], outputs[i]), name=f"vidrestore-{stage.name}", daemon=True
-            )
+            threading.Thread(target=self._run_stage, args=(stage, inputs[i], outputs[i], done[i]),
+                             name=f"vidrestore-{stage.name}", daemon=True)
             for i, stage in enumerate(self._stages)
         ]
         for thread in threads:
             thread.start()
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=_POLL_SECONDS)
+            # waiting on events, not in Thread.join: Ctrl-C inside a join can leave a running thread
+            # marked as stopped (CPython's bpo-45274 handling), and the join after it would not wait
+            for finished in done:
+                while not finished.wait(_POLL_SECONDS):
                     if cancel is not None and cancel.is_set() and not self._stop.is_set():
                         self.cancel()
         except KeyboardInterrupt:
             self.cancel()
+            for finished in done:
+                finished.wait()
+            raise
+        finally:
             for thread in threads:
                 thread.join()
-            raise
         if self._errors:
             raise self._errors[0].error  # the original error (a MediaError stays one), with its traceback
         if self._stop.is_set() or (cancel is not None and cancel.is_set()):  # cancelled from another thread
             raise JobCancelled("the job was cancelled")
 
-    def _run_stage(self, stage: _Stage, source: Iterable[Any], sink: _Channel | None) -> None:
+    def _run_stage(self, stage: _Stage, source: Channel[Any] | None, sink: Channel[Any] | None,
+                   done: threading.Event) -> None:
         started = time.perf_counter()
         try:
-            for item in stage.fn(source):
+            for item in stage.fn(() if source is None else _received(source)):
                 stage.timing.items += 1
-                if sink is not None:
-                    sink.put(item)
+                if sink is not None and not sink.put(item):
+                    raise PipelineStopped
             if sink is not None:
-                sink.put(_END)
+                sink.close()
         except PipelineStopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - any failure must stop the whole pipeline
             with self._lock:
                 self._errors.append(StageError(stage.name, exc))
-            log.debug("stage %s failed", stage.name, exc_info=True)
+            log.debug("%s", self._errors[-1], exc_info=True)
             self._stop.set()
         finally:
-            waited = (source.get_wait_seconds if isinstance(source, _Channel) else 0.0) + (
-                sink.put_wait_seconds if sink is not None else 0.0
-            )
+            waited = (source.get_wait_seconds if source is not None else 0.0) + (
+                sink.put_wait_seconds if sink is not None else 0.0)
             stage.timing.busy_seconds = max(0.0, time.perf_counter() - started - waited)
+            done.set()

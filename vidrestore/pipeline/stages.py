@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from vidrestore.faces.align import align_and_warp, paste_faces, paste_regions
+from vidrestore.faces.align import paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
-from vidrestore.models.restorer import BatchRestorer
+from vidrestore.models.crop_restorer import CropRestorer
 from vidrestore.video.sink import VideoSink
 from vidrestore.video.patch import patch_decoded_picture
 from vidrestore.video.source import VideoSource
@@ -76,7 +76,7 @@ class JobCounters:
     encoded: int = 0
 
 
-# --- face selection and the restoration core -----------------------------------------------------
+# --- face selection ------------------------------------------------------------------------------
 
 
 def select_faces(faces: Sequence[T], height: int, width: int, *, only_center: bool, largest: bool) -> list[T]:
@@ -90,32 +90,6 @@ def select_faces(faces: Sequence[T], height: int, width: int, *, only_center: bo
     else:
         key = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     return [faces[int(np.argmax(key))]]
-
-
-class CropRestorer:
-    """Aligns faces, restores their crops in one batched call, blends with the original crop, pastes back."""
-
-    def __init__(self, restorer: BatchRestorer, blend: float = 1.0) -> None:
-        self.restorer = restorer
-        self.blend = blend
-        self.face_size = restorer.face_size
-        self.device = restorer.device
-
-    def restore(self, images: Sequence[np.ndarray], face_frame: np.ndarray,
-                landmarks: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Restored crops (N,3,s,s) RGB 0..255 and their matrices for faces of many frames at once."""
-        crops, matrices = align_and_warp(images, face_frame, landmarks, self.face_size, self.device)
-        restored = self.restorer.restore(crops / 255.0) * 255.0
-        if self.blend < 1.0:
-            restored = torch.lerp(crops, restored, self.blend)  # fidelity: 0 = original crop
-        return restored, matrices
-
-    def paste(self, images: Sequence[np.ndarray], face_frame: np.ndarray, crops: torch.Tensor,
-              matrices: np.ndarray) -> np.ndarray:
-        """Blend restored crops back into their frames in place; returns the (N,4) boxes that may have changed."""
-        images = list(images)
-        paste_faces(images, face_frame, crops, matrices)
-        return paste_regions(images, face_frame, matrices, crops.shape[-1])
 
 
 def landmarks_of(items: Sequence[AnalysedFrame]) -> tuple[np.ndarray, np.ndarray]:
@@ -186,11 +160,6 @@ def scale_face(face: TrackedFace, factor: float) -> TrackedFace:
                                landmarks=np.asarray(face.landmarks) * factor, raw_landmarks=raw)
 
 
-def keep_decoded_picture(frame: Frame) -> None:
-    """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
-    frame.drop_pixels()
-
-
 def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
                             keep: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
     """Paste a batch's restored faces into their frames; returns the boxes the paste may change and,
@@ -204,12 +173,11 @@ def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
 
 
 def side_by_side(item: OutputFrame) -> Frame:
-    """The before | after picture of a frame, with the frame's own timing."""
-    after = item.frame.image
+    """The before | after picture of a frame, with the frame's own timing (the frame itself is not converted)."""
+    after = item.frame.rgb()
     before = after if item.before is None else item.before
     f = item.frame
-    return Frame(index=f.index, pts=f.pts, time_base=f.time_base, duration=f.duration,
-                 _image=np.concatenate([before, after], axis=1))
+    return Frame.from_rgb(np.concatenate([before, after], axis=1), f.index, f.pts, f.time_base, f.duration)
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -218,10 +186,10 @@ StageFn = Callable[[Iterable], Iterable]
 
 
 def decode_stage(source: VideoSource) -> StageFn:
-    """Source stage: the decoded frames, in order (the source decodes ahead in its own thread)."""
+    """Source stage: the source decodes here, in the stage's own thread; the frames, in order."""
 
-    def decode(_: Iterable) -> Iterator[Frame]:
-        yield from source
+    def decode(_: Iterable[None]) -> Iterator[Frame]:
+        yield from source.frames()
 
     return decode
 
@@ -297,7 +265,7 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
                 boxes, originals = paste_keeping_originals(engine, batch, keep=write_back)
             for k, item in enumerate(batch.items):
                 if k not in touched:
-                    keep_decoded_picture(item.frame)
+                    item.frame.drop_pixels()  # nothing changed: the encoder takes the decoded picture
                 elif write_back:
                     faces = np.flatnonzero(batch.face_frame == k)
                     patch_decoded_picture(item.frame, boxes[faces], [originals[n] for n in faces])
@@ -310,16 +278,16 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
 
 
 def encode_stage(sink: VideoSink, compare: VideoSink | None, on_frame: Callable[[], None]) -> StageFn:
-    """Sink stage: hand frames to the encoder (and the before/after comparison), in order."""
+    """Sink stage: the encoder runs here, in the stage's own thread, to the end of the stream (the
+    comparison video is written by its sink's own thread); the files are renamed into place later."""
 
     def encode(items: Iterable[OutputFrame]) -> Iterator[None]:
         for item in items:
             if compare is not None:
                 compare.write(side_by_side(item))
-                if not item.faces:
-                    keep_decoded_picture(item.frame)  # side_by_side converted it; encode the original
-            sink.write(item.frame)
+            sink.encode(item.frame)
             on_frame()
+        sink.finish()
         yield from ()
 
     return encode

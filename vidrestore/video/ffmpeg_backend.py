@@ -17,13 +17,19 @@ import av
 import ffmpeg
 import numpy as np
 
-from vidrestore.errors import MediaError
-from vidrestore.video.codecs import PRESETS, check_codec
+from vidrestore.errors import MediaError, error_line
+from vidrestore.video.codecs import PRESETS, EncoderSettings, check_codec
 from vidrestore.video.paths import make_temp, remove_quietly
-from vidrestore.video.probe import _reason
 from vidrestore.video.remux import StreamCopier, set_video_tags
-from vidrestore.video.sink import MP4_LIKE, VideoSink, reproducible_options
-from vidrestore.video.types import Frame
+from vidrestore.video.sink import (
+    MP4_LIKE,
+    Target,
+    TimingGuard,
+    VideoSink,
+    check_frame_size,
+    reproducible_options,
+)
+from vidrestore.video.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -86,36 +92,47 @@ def decode_timestamps(pts_in_decode_order: list[int], out_pts: list[int]) -> tup
     return ranks, dts
 
 
-class FfmpegSink(VideoSink):
-    """VideoSink that encodes with the ffmpeg binary; same checks, timing, streams and atomicity."""
+class FfmpegEncoder:
+    """Encodes with the ffmpeg binary into an intermediate Matroska file, then remuxes it into the
+    temporary output with the source PTS and copied streams; same checks and timing as PyAVEncoder."""
 
-    thread_name = "vidrestore-encode-ffmpeg"
-
-    def _open(self) -> None:
-        """Check codec, container and copied streams now, so errors come before any work."""
-        name = str(self.out_path)
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.info = target.info
+        self.guard = TimingGuard(target.info)
+        self.copied: dict[int, int] = {}
+        name = str(target.path)
         self._exe = ffmpeg_exe()
-        if self.settings.codec not in binary_encoders(self._exe):
-            raise MediaError(f"encoder {self.settings.codec!r} is not available in {self._exe}")
+        if target.settings.codec not in binary_encoders(self._exe):
+            raise MediaError(f"encoder {target.settings.codec!r} is not available in {self._exe}")
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
         self._pts: list[int] = []
         self._durations: list[int | None] = []
-        self._inter = make_temp(self.out_path, suffix=".mkv")
+        self._inter = make_temp(target.path, suffix=".mkv")
         try:
-            probe_out = av.open(str(self._tmp), "w")
+            self.pix_fmt = self._check_output(name)
+        except BaseException:
+            self.release()
+            raise
+
+    def _check_output(self, name: str) -> str:
+        """Check codec, container and copied streams now, so errors come before any work; the pixel format."""
+        try:
+            probe_out = av.open(str(self.target.temp), "w")
         except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(f"cannot write {name}: no muxer for {self.out_path.suffix!r}") from exc
+            raise MediaError(f"cannot write {name}: no muxer for {self.target.path.suffix!r}") from exc
         try:
-            self.pix_fmt = check_codec(self.settings, self.info, probe_out, name, require_encoder=False)
-            StreamCopier(self.info, probe_out, name, self.copy_streams).close()
+            pix_fmt = check_codec(self.target.settings, self.info, probe_out, name, require_encoder=False)
+            StreamCopier(self.info, probe_out, name, self.target.copy_streams).close()
         finally:
             probe_out.close()
-        os.truncate(self._tmp, 0)  # emptied, not deleted and remade: the file keeps this run's lock
+        os.truncate(self.target.temp, 0)  # emptied, not deleted and remade: the file keeps this run's lock
+        return pix_fmt
 
     def _command(self, image: np.ndarray) -> list[str]:
         """The ffmpeg command line: raw RGB on stdin, the chosen encoder, a Matroska file out."""
-        info, s = self.info, self.settings
+        info, s = self.info, self.target.settings
         rate = info.average_rate if info.average_rate and info.average_rate <= MAX_PIPE_RATE else Fraction(25)
         rate = rate.limit_denominator(1001)
         stream = ffmpeg.input("pipe:", format="rawvideo",
@@ -129,32 +146,28 @@ class FfmpegSink(VideoSink):
                         colorspace=MATRICES.get(c.matrix), range=RANGES.get(c.range))
         if tags:
             stream = stream.filter("setparams", **tags)
-        out_opts: dict[str, Any] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
-                                    "fps_mode": "passthrough", "f": "matroska"}
+        out_opts: dict[str, str | int] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
+                                          "fps_mode": "passthrough", "f": "matroska"}
         out_opts.update(reproducible_options(s))
         return (stream.output(str(self._inter), **out_opts)
                 .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-an", "-sn", "-dn")
                 .overwrite_output().compile(cmd=self._exe))
 
-    def _encode(self, frame: Frame | None) -> None:
+    def encode(self, frame: Frame) -> None:
         """Write one frame's pixels to ffmpeg; remember its timing for the remux."""
-        if frame is None:
-            return
         image = frame.image
-        if image.shape != (self.info.height, self.info.width, 3):
-            raise MediaError(f"frame of shape {image.shape} does not match the video "
-                             f"({self.info.height}x{self.info.width}x3)")
+        check_frame_size(image, self.info)
         if self._proc is None:
             cmd = self._command(image)
             log.debug("running %s", " ".join(cmd))
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=self._log)
-        self._pts.append(self._guard.fix(frame))
+        self._pts.append(self.guard.fix(frame))
         self._durations.append(frame.duration)
         try:
             self._proc.stdin.write(memoryview(np.ascontiguousarray(image)).cast("B"))
         except (BrokenPipeError, OSError) as exc:
-            raise MediaError(f"ffmpeg stopped while writing {self.out_path}: {self._stderr()}") from exc
+            raise MediaError(f"ffmpeg stopped while writing {self.target.path}: {self._stderr()}") from exc
 
     def _stderr(self) -> str:
         """The last line ffmpeg logged, or its exit status."""
@@ -165,70 +178,63 @@ class FfmpegSink(VideoSink):
         code = self._proc.returncode if self._proc else None
         return lines[-1] if lines else f"exit status {code}"
 
-    def _finish(self) -> None:
-        """Close ffmpeg's input, wait for it, then remux with the source timing and streams."""
-        if self._proc is None:
-            return
-        self._proc.stdin.close()
-        if self._proc.wait() != 0:
-            raise MediaError(f"ffmpeg failed writing {self.out_path}: {self._stderr()}")
-        self._remux()
+    def finish(self) -> None:
+        """Close ffmpeg's input, wait for it, remux with the source timing and streams, drop the intermediate file."""
+        try:
+            if self._proc is not None:
+                self._proc.stdin.close()
+                if self._proc.wait() != 0:
+                    raise MediaError(f"ffmpeg failed writing {self.target.path}: {self._stderr()}")
+                self._remux()
+        finally:
+            self._log.close()
+            remove_quietly(self._inter)
 
     def _remux(self) -> None:
         """Copy the encoded packets into the output with the source PTS, plus copied streams."""
-        name = str(self.out_path)
+        name = str(self.target.path)
         with av.open(str(self._inter)) as inter:
             ist = inter.streams.video[0]
             order = [p.pts for p in inter.demux(ist) if p.size]
         if len(order) != len(self._pts) or None in order:
             raise MediaError(f"{name}: ffmpeg wrote {len(order)} frames for {len(self._pts)} given")
         ranks, dts = decode_timestamps(order, self._pts)
-        self._out = av.open(str(self._tmp), "w")
-        inter = av.open(str(self._inter))
-        try:
-            ist = inter.streams.video[0]
-            ost = self._out.add_stream_from_template(ist)
-            ost.time_base = self.info.time_base
-            set_video_tags(ost, self.info)
-            tag = PRESETS.get(self.settings.codec)
-            if tag and tag.mp4_tag and self._out.format.name in MP4_LIKE:
-                ost.codec_tag = tag.mp4_tag
-            self._copier = StreamCopier(self.info, self._out, name, self.copy_streams)
-            tb = self.info.time_base
-            packets = (p for p in inter.demux(ist) if p.size)
-            for j, pkt in enumerate(packets):
-                k = ranks[j]
-                pkt.time_base = tb
-                pkt.pts, pkt.dts = self._pts[k], dts[j]
-                pkt.duration = self._durations[k] or 0
-                pkt.stream = ost
-                self._copier.copy_until(dts[j] * tb)
-                self._out.mux(pkt)
-            self._copier.copy_until(None)
-            self.stats.copied_packets = dict(self._copier.copied)
-            self._copier.close()
-            self._out.close()
-        except av.FFmpegError as exc:
-            raise MediaError(f"remuxing {name} failed: {_reason(exc)}") from exc
-        finally:
-            inter.close()
+        with av.open(str(self.target.temp), "w") as out, av.open(str(self._inter)) as inter:
+            try:
+                ist = inter.streams.video[0]
+                ost = out.add_stream_from_template(ist)
+                ost.time_base = self.info.time_base
+                set_video_tags(ost, self.info)
+                tag = PRESETS.get(self.target.settings.codec)
+                if tag and tag.mp4_tag and out.format.name in MP4_LIKE:
+                    ost.codec_tag = tag.mp4_tag
+                copier = StreamCopier(self.info, out, name, self.target.copy_streams)
+                tb = self.info.time_base
+                packets = (p for p in inter.demux(ist) if p.size)
+                for j, pkt in enumerate(packets):
+                    k = ranks[j]
+                    pkt.time_base = tb
+                    pkt.pts, pkt.dts = self._pts[k], dts[j]
+                    pkt.duration = self._durations[k] or 0
+                    pkt.stream = ost
+                    copier.copy_until(dts[j] * tb)
+                    out.mux(pkt)
+                copier.copy_until(None)
+                self.copied = dict(copier.copied)
+                copier.close()
+            except av.FFmpegError as exc:
+                raise MediaError(f"remuxing {name} failed: {error_line(exc, os_reason=True)}") from exc
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Stop ffmpeg if it still runs, close files, delete the intermediate file."""
-        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        super()._release()
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-        remove_quietly(getattr(self, "_inter", None))
+        self._log.close()
+        remove_quietly(self._inter)
 
-    def close(self):  # type: ignore[override]
-        """Finish as VideoSink does, then drop the intermediate file."""
-        try:
-            return super().close()
-        finally:
-            remove_quietly(getattr(self, "_inter", None))
-            if getattr(self, "_log", None) is not None:
-                self._log.close()
 
+def FfmpegSink(path: str | os.PathLike, info: VideoInfo, settings: EncoderSettings | None = None,  # noqa: N802
+               **kwargs: Any) -> VideoSink:
+    """A VideoSink that encodes with the ffmpeg binary; same checks, timing, streams and atomicity."""
+    return VideoSink(path, info, settings, encoder=FfmpegEncoder, thread_name="vidrestore-encode-ffmpeg", **kwargs)

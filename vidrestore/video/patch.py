@@ -11,7 +11,7 @@ The decoded picture itself is never written to: the decoder may still use it as 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import av
 import numpy as np
@@ -30,7 +30,7 @@ PATCHABLE_FORMATS = {
 Box = Sequence[int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
 
 
-def can_patch(native: Any) -> bool:
+def can_patch(native: av.VideoFrame | None) -> bool:
     """True when the decoded picture's pixel format is one `patch_decoded_picture` handles."""
     return native is not None and native.format.name in PATCHABLE_FORMATS
 
@@ -45,10 +45,10 @@ def patch_decoded_picture(frame: Frame, boxes: Sequence[Box],
     full-frame colour conversion) and True is returned; frames of other pixel formats are left as
     they are (the encoder converts the RGB copy).
     """
-    native = frame._native
-    if not can_patch(native) or frame._image is None or not len(boxes):
+    native = frame.decoded
+    if not can_patch(native) or not frame.has_rgb or not len(boxes):
         return False
-    image = frame._image
+    image = frame.image
     patched = _copy_picture(native)
     steps = _chroma_steps(native)
     for n, box in enumerate(boxes):
@@ -57,24 +57,23 @@ def patch_decoded_picture(frame: Frame, boxes: Sequence[Box],
         changed = None if originals is None else _changed_pixels(image, box, originals[n], aligned)
         if x1 > x0 and y1 > y0 and (changed is None or changed.any()):
             _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps, changed)
-    frame._native = patched
-    frame._image = None
+    frame.set_picture(patched)
     return True
 
 
-def _plane_array(plane: Any, dtype: np.dtype) -> np.ndarray:
+def _plane_array(plane: av.video.plane.VideoPlane, dtype: np.dtype) -> np.ndarray:
     """A writable (height, width) view of one plane's pixels (line padding cut off)."""
     itemsize = np.dtype(dtype).itemsize
     rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // itemsize)
     return rows[:, : plane.width]
 
 
-def _sample_dtype(picture: Any) -> np.dtype:
+def _sample_dtype(picture: av.VideoFrame) -> np.dtype:
     """uint8 for 8-bit formats, uint16 for deeper ones."""
     return np.dtype(np.uint16) if picture.format.components[0].bits > 8 else np.dtype(np.uint8)
 
 
-def _copy_picture(native: Any) -> Any:
+def _copy_picture(native: av.VideoFrame) -> av.VideoFrame:
     """A new picture with the same format, size, colour tags and pixels as `native`."""
     copy = av.VideoFrame(native.width, native.height, native.format.name)
     copy.colorspace = native.colorspace
@@ -85,7 +84,7 @@ def _copy_picture(native: Any) -> Any:
     return copy
 
 
-def _chroma_steps(native: Any) -> tuple[int, int]:
+def _chroma_steps(native: av.VideoFrame) -> tuple[int, int]:
     """Horizontal and vertical chroma subsampling factors (2, 2 for 4:2:0)."""
     luma, chroma = native.planes[0], native.planes[1]
     return max(1, round(luma.width / chroma.width)), max(1, round(luma.height / chroma.height))
@@ -123,7 +122,7 @@ def _any_per_sample(changed: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
     return padded.reshape(padded.shape[0] // sy, sy, padded.shape[1] // sx, sx).any(axis=(1, 3))
 
 
-def _convert_region(region: np.ndarray, native: Any) -> Any:
+def _convert_region(region: np.ndarray, native: av.VideoFrame) -> av.VideoFrame:
     """An RGB region converted to the picture's format with its own matrix and range."""
     fmt = "rgb48le" if region.dtype == np.uint16 else "rgb24"
     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(region), format=fmt)
@@ -133,7 +132,7 @@ def _convert_region(region: np.ndarray, native: Any) -> Any:
                         dst_color_range=native.color_range or None, threads=1)
 
 
-def _paste_region(picture: Any, region: Any, x0: int, y0: int, steps: tuple[int, int],
+def _paste_region(picture: av.VideoFrame, region: av.VideoFrame, x0: int, y0: int, steps: tuple[int, int],
                   changed: np.ndarray | None) -> None:
     """Copy the planes of `region` into `picture` at (x0, y0) (chroma at the subsampled place): all of
     each plane, or with `changed` only the samples covering a changed pixel."""

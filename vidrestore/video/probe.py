@@ -9,7 +9,7 @@ from typing import Any
 
 import av
 
-from vidrestore.errors import MediaError
+from vidrestore.errors import MediaError, error_line
 from vidrestore.video.paths import check_input, is_url
 from vidrestore.video.types import ColorInfo, StreamInfo, VideoInfo
 
@@ -41,14 +41,9 @@ def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -
     try:
         return av.open(src, "r", options=options or {})
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot open {src}: not a readable media file ({_reason(exc)})") from exc
+        raise MediaError(f"cannot open {src}: not a readable media file ({error_line(exc, os_reason=True)})") from exc
     except OSError as exc:
         raise MediaError(f"cannot open {src}: {exc}") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    """FFmpeg's message without the file name PyAV repeats."""
-    return getattr(exc, "strerror", None) or str(exc)
 
 
 def codec_name(stream: Any) -> str | None:
@@ -122,7 +117,7 @@ def probe_container(container: Any, path: str) -> VideoInfo:
     try:
         first = _first_frame(container, vs)
     except av.FFmpegError as exc:
-        log.warning("%s: first frame did not decode: %s", path, _reason(exc))
+        log.warning("%s: first frame did not decode: %s", path, error_line(exc, os_reason=True))
     if first is None:
         raise MediaError(f"no decodable video frame in {path}")
     try:
@@ -188,7 +183,8 @@ def count_packets(path: str, index: int) -> int:
         for packet in container.demux(container.streams[index]):
             count += bool(packet.size)
     except av.FFmpegError as exc:
-        log.warning("%s: counting stopped at a read error after %d packets: %s", path, count, _reason(exc))
+        log.warning("%s: counting stopped at a read error after %d packets: %s", path, count,
+                    error_line(exc, os_reason=True))
     finally:
         container.close()
     return count

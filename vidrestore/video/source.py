@@ -1,4 +1,4 @@
-"""VideoSource: decodes in its own thread with FFmpeg frame threading into a bounded queue."""
+"""VideoSource: decodes with FFmpeg frame threading, in the caller's thread or ahead in its own."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, Iterator
 
 import av
 
-from vidrestore.errors import MediaError
-from vidrestore.video.pipe import END, Channel, raise_if_failure
-from vidrestore.video.probe import _reason, open_input, probe_container, video_stream
+from vidrestore.channel import CLOSED, Channel
+from vidrestore.errors import MediaError, error_line
+from vidrestore.video.probe import open_input, probe_container, video_stream
 from vidrestore.video.types import DecodeStats, Frame, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,11 @@ PIXEL_FORMATS = ("rgb24", "rgb48le", "auto")
 
 
 class VideoSource:
-    """Iterate the frames of a video, decoded ahead in a worker thread; use as a context manager.
+    """The frames of a video, in order; use as a context manager.
+
+    `frames()` decodes in the calling thread (the pipeline's decode stage, so its busy time is the
+    decoding); iterating the source itself decodes ahead in a thread of its own into a bounded
+    channel (`queue_size` frames), for callers that are not a pipeline.
 
     pixel_format: "rgb24" (uint8), "rgb48le" (uint16) or "auto" (uint16 when the source has more
     than 8 bits). passthrough=True skips the RGB conversion until a frame's `image` is read, so
@@ -33,11 +37,11 @@ class VideoSource:
         if pixel_format not in PIXEL_FORMATS:
             raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, not {pixel_format!r}")
         self.path = str(path)
-        probe_container_ = open_input(self.path, options)
+        probed = open_input(self.path, options)
         try:
-            self.info: VideoInfo = probe_container(probe_container_, self.path)
+            self.info: VideoInfo = probe_container(probed, self.path)
         finally:
-            probe_container_.close()
+            probed.close()
         if pixel_format == "auto":
             pixel_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
         self.pixel_format = pixel_format
@@ -45,58 +49,87 @@ class VideoSource:
         self.threads = threads
         self.stats = DecodeStats()
         self._options = options
-        self._chan = Channel(queue_size)
+        self._chan: Channel[Frame] = Channel(queue_size)
         self._thread: threading.Thread | None = None
-        self._container: Any = None
+        self._error: BaseException | None = None
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._finished = False
         self._end: float | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> "VideoSource":
-        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def start(self) -> None:
-        """Open the decoder and start the decode thread (idempotent)."""
-        if self._thread is not None:
-            return
-        self._container = open_input(self.path, self._options)
-        stream = video_stream(self._container, self.path)
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = self.threads
-        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True,
-                                        name=f"vidrestore-decode:{os.path.basename(self.path)}")
-        self._thread.start()
+        """Start decoding ahead in a thread of its own (idempotent); iterating the source starts it."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._decode_ahead, daemon=True,
+                                            name=f"vidrestore-decode:{os.path.basename(self.path)}")
+            self._thread.start()
 
     def close(self) -> None:
         """Stop decoding now (early exit is fine), wait for the thread and release the file."""
         self._chan.stop.set()
-        self._chan.drain()
         if self._thread is not None:
             self._thread.join()
         if self._container is not None:
             self._container.close()
             self._container = None
 
-    # --- consumer side ---------------------------------------------------------------------------
+    # --- decoding in the caller's thread ---------------------------------------------------------
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the frames, in order, in the calling thread; FFmpeg errors become MediaError."""
+        stream = self._open_decoder()
+        try:
+            for picture in self._decode(stream):
+                yield self._to_frame(picture, stream)
+        except av.FFmpegError as exc:
+            raise MediaError(f"decoding {self.path} failed: {error_line(exc, os_reason=True)}") from exc
+        self._finish()
+
+    def _open_decoder(self) -> av.video.stream.VideoStream:
+        """The video stream of the opened input, with FFmpeg's frame threading."""
+        if self._stream is None:
+            self._container = open_input(self.path, self._options)
+            self._stream = video_stream(self._container, self.path)
+            self._stream.thread_type = "AUTO"
+            self._stream.codec_context.thread_count = self.threads
+        return self._stream
+
+    # --- decoding ahead in a thread of its own ---------------------------------------------------
 
     def __iter__(self) -> Iterator[Frame]:
         self.start()
+        complete = False
         try:
-            while True:
-                item = self._chan.get(alive=self._thread)
-                if item is END:
-                    break
-                raise_if_failure(item)
-                yield item
-            self._finish()
+            while (frame := self._chan.get()) is not CLOSED:
+                yield frame
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            complete = not self._chan.stopped
         finally:
-            if not self._finished:
+            if not complete:
                 self.close()  # the consumer stopped early or failed: end the decode thread now
+
+    def _decode_ahead(self) -> None:
+        """Thread body: decode into the channel until it is full (then wait) or stopped; errors go to the consumer."""
+        try:
+            for frame in self.frames():
+                if not self._chan.put(frame):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            self._error = exc
+        finally:
+            self._chan.close()
+
+    # --- the decoder -----------------------------------------------------------------------------
 
     def _finish(self) -> None:
         """Log what was lost once the whole file has been read."""
@@ -116,31 +149,17 @@ class VideoSource:
                         self.path, s.lost_frames, s.corrupt_frames,
                         ", file ends early" if s.truncated else "")
 
-    # --- decode thread ---------------------------------------------------------------------------
-
-    def _run(self, stream: Any) -> None:
-        """Thread body: demux, decode, convert, queue; errors go to the consumer."""
-        try:
-            for frame in self._decode(stream):
-                if not self._chan.put(self._to_frame(frame, stream)):
-                    return
-            self._chan.put(END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            if not isinstance(exc, MediaError):
-                exc = _as_media_error(exc, self.path)
-            self._chan.fail(exc)
-
-    def _decode(self, stream: Any) -> Iterator[Any]:
+    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
         """Decoded frames in order; bad packets are counted and skipped, a cut-off file is flushed."""
         stats = self.stats
         packets = self._container.demux(stream)
-        while not self._chan.stop.is_set():
+        while True:
             try:
                 packet = next(packets)
             except StopIteration:
                 break
             except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
-                log.warning("%s: reading stopped early: %s", self.path, _reason(exc))
+                log.warning("%s: reading stopped early: %s", self.path, error_line(exc, os_reason=True))
                 stats.truncated = True
                 yield from self._flush(stream)
                 break
@@ -150,40 +169,29 @@ class VideoSource:
                 yield from packet.decode()
             except av.error.InvalidDataError as exc:
                 stats.decode_errors += 1
-                log.debug("%s: packet at pts %s did not decode: %s", self.path, packet.pts, _reason(exc))
+                log.debug("%s: packet at pts %s did not decode: %s", self.path, packet.pts,
+                          error_line(exc, os_reason=True))
 
-    def _flush(self, stream: Any) -> Iterator[Any]:
+    def _flush(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
         """Drain the frames the decoder still holds."""
         try:
             yield from stream.codec_context.decode(None)
         except av.FFmpegError:
             return
 
-    def _to_frame(self, vf: Any, stream: Any) -> Frame:
-        """Wrap a decoded av.VideoFrame in a Frame, converting to RGB here unless passthrough."""
+    def _to_frame(self, picture: av.VideoFrame, stream: av.video.stream.VideoStream) -> Frame:
+        """Wrap a decoded picture in a Frame, converting to RGB here unless passthrough."""
         stats = self.stats
-        corrupt = bool(vf.is_corrupt)
-        stats.corrupt_frames += corrupt
-        if vf.pts is not None and vf.time_base:
+        frame = Frame.from_picture(picture, stats.frames, time_base=stream.time_base,
+                                   pixel_format=self.pixel_format)
+        stats.corrupt_frames += frame.corrupt
+        if picture.pts is not None and picture.time_base:
             start = self.info.first_pts or 0
-            self._end = float((vf.pts - start + (vf.duration or 0)) * vf.time_base)
-        frame = Frame(index=stats.frames, pts=vf.pts, time_base=vf.time_base or stream.time_base,
-                      duration=vf.duration or None, key_frame=bool(vf.key_frame), corrupt=corrupt,
-                      _native=vf, _image_format=self.pixel_format)
+            self._end = float((picture.pts - start + (picture.duration or 0)) * picture.time_base)
         stats.frames += 1
         if not self.passthrough:
-            frame.image  # noqa: B018 - convert here, in the decode thread
-            frame._native = None
+            frame.convert()  # here, in the decoding thread
         return frame
-
-
-def _as_media_error(exc: BaseException, path: str) -> BaseException:
-    """FFmpeg errors become MediaError naming the file; anything else passes unchanged."""
-    if isinstance(exc, av.FFmpegError):
-        err = MediaError(f"decoding {path} failed: {_reason(exc)}")
-        err.__cause__ = exc
-        return err
-    return exc
 
 
 def read_frames(path: str | os.PathLike, **kwargs: Any) -> Iterator[Frame]:

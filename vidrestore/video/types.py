@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Self
 
+import av
 import numpy as np
 
 
@@ -13,9 +14,10 @@ import numpy as np
 class Frame:
     """One decoded picture with the timing it came with; the encoder writes exactly this timing.
 
-    `image` is H x W x 3 RGB (uint8, or uint16 for high bit depth). A source opened with
-    `pixel_format=None` converts lazily: until `image` is read or set, the sink encodes the decoded
-    picture itself, with no colour conversion (the pure pass-through path).
+    `image` is H x W x 3 RGB (uint8, or uint16 for high bit depth). A frame made `from_picture`
+    converts lazily: until `image` is read or set, the sink encodes the decoded picture itself, with
+    no colour conversion (the pure pass-through path). Only this class touches its private fields;
+    the stages change a frame through its methods.
     """
 
     index: int
@@ -25,32 +27,74 @@ class Frame:
     key_frame: bool = False
     corrupt: bool = False
     _image: np.ndarray | None = field(default=None, repr=False)
-    _native: Any = field(default=None, repr=False)
+    _native: av.VideoFrame | None = field(default=None, repr=False)
     _image_format: str = field(default="rgb24", repr=False)
+
+    @classmethod
+    def from_picture(cls, picture: av.VideoFrame, index: int, *, time_base: Fraction,
+                     pixel_format: str = "rgb24", **fields: Any) -> Self:
+        """A frame of a decoded picture, with the picture's timing (`time_base` where it has none);
+        `pixel_format` (rgb24 or rgb48le) is what `image` converts it to."""
+        return cls(index=index, pts=picture.pts, time_base=picture.time_base or time_base,
+                   duration=picture.duration or None, key_frame=bool(picture.key_frame),
+                   corrupt=bool(picture.is_corrupt), _native=picture, _image_format=pixel_format, **fields)
+
+    @classmethod
+    def from_rgb(cls, image: np.ndarray, index: int, pts: int | None, time_base: Fraction,
+                 duration: int | None = None) -> Self:
+        """A frame of RGB pixels (H x W x 3, uint8 or uint16) with the timing given."""
+        return cls(index=index, pts=pts, time_base=time_base, duration=duration, _image=image)
 
     @property
     def image(self) -> np.ndarray:
-        """The pixels as an RGB array, converted from the decoded picture on first access."""
+        """The pixels as an RGB array, converted from the decoded picture on first access (and kept)."""
         if self._image is None:
-            if self._native is None:
-                raise ValueError(f"frame {self.index} has no pixels")
-            self._image = self._native.to_ndarray(format=self._image_format,
-                                                  src_color_range=self._native.color_range)
+            self._image = self.rgb()
         return self._image
 
     @image.setter
     def image(self, value: np.ndarray) -> None:
         self._image = value
 
+    def rgb(self) -> np.ndarray:
+        """The pixels as an RGB array without keeping a converted copy (the encoder still takes the
+        decoded picture of a frame nothing changed)."""
+        if self._image is not None:
+            return self._image
+        if self._native is None:
+            raise ValueError(f"frame {self.index} has no pixels")
+        return self._native.to_ndarray(format=self._image_format, src_color_range=self._native.color_range)
+
+    def convert(self) -> None:
+        """Convert to RGB now and let the decoded picture go (a source that hands out RGB frames)."""
+        self.image  # noqa: B018 - converts and keeps the RGB copy
+        self._native = None
+
     def drop_pixels(self) -> None:
         """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
         if self._native is not None:
             self._image = None
 
+    def set_picture(self, picture: av.VideoFrame) -> None:
+        """From now on the frame is `picture` (its RGB copy, if any, is dropped): the write-back of a
+        patched picture, or a picture the caller reformatted."""
+        self._native = picture
+        self._image = None
+
     @property
-    def native(self) -> Any:
+    def native(self) -> av.VideoFrame | None:
         """The decoded `av.VideoFrame` when its pixels were never touched, else None."""
         return self._native if self._image is None else None
+
+    @property
+    def decoded(self) -> av.VideoFrame | None:
+        """The decoded picture the frame came with (or was set to), whether or not RGB was made from it."""
+        return self._native
+
+    @property
+    def has_rgb(self) -> bool:
+        """True when the frame holds RGB pixels (converted, set or pasted into), not only a decoded picture."""
+        return self._image is not None
 
     @property
     def seconds(self) -> float | None:
