@@ -60,8 +60,11 @@ class Channel(Generic[T]):
             return room
 
     def get(self, timeout: float | None = None) -> T | Closed | None:
-        """The oldest item; None after `timeout` seconds without one; CLOSED once closed and empty, or stopped."""
+        """The oldest item; None after `timeout` seconds without one; CLOSED once closed and empty, or at once
+        when stopped (what is still queued is abandoned: a stopped run does no more work)."""
         with self._cond:
+            if self.stop.is_set():
+                return CLOSED
             if not self._wait(lambda: bool(self._items), timeout, "get_wait_seconds") and self.stop.is_set():
                 return CLOSED
             if self._items:

@@ -430,7 +430,7 @@ def train_config(task: Task) -> Any:
     cfg = TrainConfig.from_yaml(CONFIGS / settings(task).train_config)
     cfg.data.train = str(sample_faces(work(task, "faces512"), settings(task).face_images))
     cfg.data.landmarks = cfg.data.val_gt = cfg.data.val_lq = None
-    cfg.network_g.decoder = cfg.network_g.pretrained = None
+    cfg.network_g = dataclasses.replace(cfg.network_g, decoder=None, pretrained=None)  # a frozen GFPGANConfig
     cfg.losses.vgg_weights = cfg.losses.arcface_weights = None
     cfg.run.tensorboard, cfg.run.bf16 = False, True
     if settings(task).light_training:

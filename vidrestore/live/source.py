@@ -137,7 +137,7 @@ class LiveSource:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading; the iteration ends and the frames already queued are dropped."""
+        """Stop reading; the iteration ends at once and the frames still queued are dropped."""
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:

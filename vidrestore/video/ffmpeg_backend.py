@@ -209,21 +209,26 @@ class FfmpegEncoder:
                 if tag and tag.mp4_tag and out.format.name in MP4_LIKE:
                     ost.codec_tag = tag.mp4_tag
                 copier = StreamCopier(self.info, out, name, self.target.copy_streams)
-                tb = self.info.time_base
-                packets = (p for p in inter.demux(ist) if p.size)
-                for j, pkt in enumerate(packets):
-                    k = ranks[j]
-                    pkt.time_base = tb
-                    pkt.pts, pkt.dts = self._pts[k], dts[j]
-                    pkt.duration = self._durations[k] or 0
-                    pkt.stream = ost
-                    copier.copy_until(dts[j] * tb)
-                    out.mux(pkt)
-                copier.copy_until(None)
-                self.copied = dict(copier.copied)
-                copier.close()
+                try:
+                    self._mux_video(inter.demux(ist), out, ost, ranks, dts, copier)
+                    self.copied = dict(copier.copied)
+                finally:
+                    copier.close()  # the source input it reads from, also when muxing fails
             except av.FFmpegError as exc:
                 raise MediaError(f"remuxing {name} failed: {error_line(exc, os_reason=True)}") from exc
+
+    def _mux_video(self, packets, out, ost, ranks, dts, copier: StreamCopier) -> None:
+        """The encoded packets with the source's timestamps, interleaved with the copied streams."""
+        tb = self.info.time_base
+        for j, pkt in enumerate(p for p in packets if p.size):
+            k = ranks[j]
+            pkt.time_base = tb
+            pkt.pts, pkt.dts = self._pts[k], dts[j]
+            pkt.duration = self._durations[k] or 0
+            pkt.stream = ost
+            copier.copy_until(dts[j] * tb)
+            out.mux(pkt)
+        copier.copy_until(None)
 
     def release(self) -> None:
         """Stop ffmpeg if it still runs, close files, delete the intermediate file."""
