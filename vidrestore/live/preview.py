@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.live.overlay import draw_stats, no_signal_picture
 from vidrestore.live.types import LiveOutput, LiveStats
 
@@ -222,7 +222,7 @@ class PreviewHTTPServer(ThreadingHTTPServer):
         try:
             super().__init__((host, port), PreviewHandler)
         except OSError as exc:
-            raise VidrestoreError(f"cannot serve the preview on {host}:{port}: {exc.strerror or exc}") from None
+            raise VidrestoreError(f"cannot serve the preview on {host}:{port}: {error_line(exc, os_reason=True)}") from None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the client in its own thread, remembered until it ends."""

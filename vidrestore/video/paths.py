@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from vidrestore.atomic import commit_temp, create_temp, discard_temp  # noqa: F401 - commit_temp for the writers
-from vidrestore.errors import MediaError
+from vidrestore.errors import MediaError, error_line
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def make_temp(out: Path, suffix: str | None = None) -> Path:
         return create_temp(out, suffix)
     except OSError as exc:
         folder = out.parent if str(out.parent) else Path(".")
-        raise MediaError(f"cannot write into the output folder {folder}: {exc.strerror or exc}") from None
+        raise MediaError(f"cannot write into the output folder {folder}: {error_line(exc, os_reason=True)}") from None
 
 
 def remove_quietly(path: Path | None) -> None:
