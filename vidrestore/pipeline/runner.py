@@ -28,13 +28,15 @@ class PipelineStopped(Exception):
     """Raised inside a stage when another stage failed or the pipeline was cancelled."""
 
 
-class StageError(Exception):
-    """A stage failed; `stage` names it and `error` is the original exception."""
+@dataclass(frozen=True)
+class StageError:
+    """A stage's failure as recorded: `stage` names it, `error` is the original exception (what `run` raises)."""
 
-    def __init__(self, stage: str, error: BaseException) -> None:
-        super().__init__(f"{stage} stage failed: {error}")
-        self.stage = stage
-        self.error = error
+    stage: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{self.stage} stage failed: {self.error}"
 
 
 @dataclass
