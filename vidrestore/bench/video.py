@@ -105,7 +105,7 @@ def measure(size_name: str, clip: Path, work: Path, settings: EncoderSettings) -
     rows.append(Row(size_name, "decode", n, timed(decode_native), ff_decode))
     rows.append(Row(size_name, "decode to RGB (model input)", n, timed(decode_rgb), None))
     rows.append(Row(size_name, "encode (frames in memory)", n, timed(encode_only), None))
-    del frames
+    frames.clear()  # free the decoded clip before the transcodes (encode_only is done with it)
     ff_transcode = timed(ffmpeg_cmd("-i", str(clip), "-map", "0", *x264_args(settings),
                                     "-c:a", "copy", "-fps_mode", "passthrough", str(work / "ff.mp4")))
     ours = timed(lambda: passthrough(clip, work / "ours.mp4", settings))

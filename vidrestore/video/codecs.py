@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import av
 
@@ -101,7 +100,7 @@ class EncoderSettings:
         return opts
 
 
-def _writable_codec(name: str) -> Any:
+def _writable_codec(name: str) -> av.Codec:
     """The av.Codec encoder named, or MediaError when this FFmpeg build lacks it."""
     try:
         return av.codec.Codec(name, "w")
@@ -147,7 +146,7 @@ def _subsampled(pix_fmt: str) -> bool:
     return not fmt.is_rgb and (fmt.chroma_width() != 16 or fmt.chroma_height() != 16)
 
 
-def check_codec(settings: EncoderSettings, info: VideoInfo, container: Any,
+def check_codec(settings: EncoderSettings, info: VideoInfo, container: av.container.OutputContainer,
                 out_name: str, require_encoder: bool = True) -> str:
     """Validate codec, container and pixel format before work starts; returns the pixel format."""
     supported_fmts: list[str] = []
@@ -172,7 +171,7 @@ def _family_name(encoder: str) -> str:
     return FAMILIES.get(encoder, encoder)
 
 
-def check_container_holds(container: Any, codec_family: str, out_name: str, what: str) -> None:
+def check_container_holds(container: av.container.OutputContainer, codec_family: str, out_name: str, what: str) -> None:
     """MediaError when the output container cannot hold a codec (where FFmpeg can tell)."""
     supported = set(container.supported_codecs)  # empty where the muxer cannot tell (mpegts)
     if supported and codec_family not in supported:

@@ -35,7 +35,7 @@ COLOR_SPACE_NAMES = {0: "gbr", 1: "bt709", 2: "unknown", 3: "reserved", 4: "fcc"
                      17: "ycgco-ro"}
 
 
-def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -> Any:
+def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -> av.container.InputContainer:
     """Open a file or URL with PyAV; any failure becomes a MediaError naming it."""
     src = check_input(path)
     try:
@@ -46,14 +46,14 @@ def open_input(path: str | os.PathLike, options: dict[str, str] | None = None) -
         raise MediaError(f"cannot open {src}: {exc}") from exc
 
 
-def codec_name(stream: Any) -> str | None:
+def codec_name(stream: av.stream.Stream) -> str | None:
     """FFmpeg's name of a stream's codec; data streams (no codec context) included."""
     if stream.codec_context is not None:
         return stream.codec_context.name
     return getattr(stream, "name", None)
 
 
-def video_stream(container: Any, path: str) -> Any:
+def video_stream(container: av.container.InputContainer, path: str) -> av.VideoStream:
     """The main video stream (cover art excluded); MediaError when there is none."""
     for s in container.streams.video:
         if not s.disposition & av.stream.Disposition.attached_pic:
@@ -77,7 +77,7 @@ def clean_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k not in DERIVED_TAGS}
 
 
-def _duration(container: Any, stream: Any) -> float | None:
+def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
     """Stream duration, else its DURATION tag (Matroska), else the container's, else None."""
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
@@ -93,7 +93,7 @@ def _duration(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _first_frame(container: Any, stream: Any) -> Any:
+def _first_frame(container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
     """Decode the first picture (for rotation, real pixel format and colour); None if none decodes."""
     for packet in container.demux(stream):
         try:
@@ -104,7 +104,7 @@ def _first_frame(container: Any, stream: Any) -> Any:
     return None
 
 
-def probe_container(container: Any, path: str) -> VideoInfo:
+def probe_container(container: av.container.InputContainer, path: str) -> VideoInfo:
     """Build a VideoInfo from an open input container; decodes one frame, then rewinds."""
     vs = video_stream(container, path)
     cc = vs.codec_context
@@ -162,7 +162,7 @@ def color_names(color: ColorInfo) -> dict[str, str]:
             "range": COLOR_RANGE_NAMES.get(color.range, "unknown")}
 
 
-def stream_entry(stream: Any) -> dict[str, Any]:
+def stream_entry(stream: av.stream.Stream) -> dict[str, Any]:
     """One stream of any type as `vidrestore probe` lists it: index, type, codec, language and its format."""
     entry: dict[str, Any] = {"index": stream.index, "type": stream.type, "codec": codec_name(stream),
                              "language": stream.language}

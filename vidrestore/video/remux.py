@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
-from typing import Any
 
 import av
 
@@ -31,13 +30,13 @@ class StreamCopier:
     the thread that muxes the video.
     """
 
-    def __init__(self, info: VideoInfo, out: Any, out_name: str, copy_streams: bool = True) -> None:
+    def __init__(self, info: VideoInfo, out: av.container.OutputContainer, out_name: str, copy_streams: bool = True) -> None:
         self.info = info
         self.out = out
         self.copied: dict[int, int] = {}
         self._inp = open_input(info.path)
-        self._map: dict[int, Any] = {}
-        self._pending: Any = None
+        self._map: dict[int, av.stream.Stream] = {}
+        self._pending: av.Packet | None = None
         out.metadata.update({k: v for k, v in info.metadata.items() if k not in DERIVED_CONTAINER_TAGS})
         self._keep_source_timestamps()
         self._copy_chapters()
@@ -91,7 +90,7 @@ class StreamCopier:
             self._map[s.index] = o
             self.copied[s.index] = 0
 
-    def _next(self) -> Any:
+    def _next(self) -> av.Packet | None:
         """Next real packet of the copied streams, or None at the end."""
         if self._pending is not None:
             pkt, self._pending = self._pending, None
@@ -122,13 +121,13 @@ class StreamCopier:
         self._inp.close()
 
 
-def packet_time(pkt: Any) -> Fraction | None:
+def packet_time(pkt: av.Packet) -> Fraction | None:
     """Decode time of a packet in seconds (exact), None when unknown."""
     ts = pkt.dts if pkt.dts is not None else pkt.pts
     return None if ts is None else ts * pkt.time_base
 
 
-def set_video_tags(stream: Any, info: VideoInfo) -> None:
+def set_video_tags(stream: av.VideoStream, info: VideoInfo) -> None:
     """Carry rotation, sample aspect ratio, colour tags and stream tags to an output video stream."""
     cc = stream.codec_context
     if info.rotation:
