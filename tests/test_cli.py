@@ -87,6 +87,16 @@ def test_an_existing_file_or_a_url_first_still_means_restore(tmp_path, monkeypat
     assert cli._with_default_command(["track", "a.mp4"], commands)[0] == "track"
 
 
+def test_a_missing_input_path_is_reported_as_a_missing_input(tmp_path, monkeypatch, capsys):
+    """A first word that looks like a file (an extension or a folder) is an input that is not there."""
+    monkeypatch.chdir(tmp_path)
+    for missing in ("missing.mp4", "clips/take1"):
+        assert cli.main([missing, "out.mp4"]) == cli.EXIT_USER_ERROR
+        err = capsys.readouterr().err
+        assert missing in err and "not a command" not in err and "neither" not in err
+        assert not list(tmp_path.iterdir())
+
+
 def every_subparser(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
     """(command words, parser) for every subcommand, nested ones included."""
     for action in parser._actions:

@@ -263,8 +263,10 @@ def _with_default_command(argv: Sequence[str], commands: Sequence[str]) -> list[
 
 
 def _could_be_input(token: str) -> bool:
-    """True for what `restore` may read: an existing file, or a URL FFmpeg opens by itself."""
-    return "://" in token or Path(token).exists()
+    """True for what `restore` may read or was meant to: a path (it exists, or it has a folder or an
+    extension, so a missing one is reported as a missing input), or a URL FFmpeg opens by itself."""
+    path = Path(token)
+    return "://" in token or path.exists() or bool(path.suffix) or len(path.parts) > 1
 
 
 def _not_a_command(token: str, commands: Sequence[str]) -> str:
