@@ -97,7 +97,7 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -114,6 +114,13 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_live_parser(bsub)
     _add_bench_degrade_parser(bsub)
     _add_bench_gpu_parser(bsub)
+    _add_bench_archive_parser(bsub)
+
+
+def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
+    ap = _bench_subparser(bsub, "archive", "archive mode: 1 vs 2 workers vs Ray, overhead against file mode, memory", "device", "detector", "output")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of the clip (the memory run uses 10x)")
+    ap.add_argument("--preset", default="veryfast", help="x264 preset for every run")
 
 
 def _add_bench_gpu_parser(bsub: argparse._SubParsersAction) -> None:
@@ -214,6 +221,12 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
         "pixels outside faces are untouched. Options not given come from the preset (--config, default: "
         "the packaged 'default' preset).",
     )
+    _add_restore_arguments(p)
+    p.set_defaults(handler=_cmd_restore)
+
+
+def _add_restore_arguments(p: argparse.ArgumentParser, compare: bool = True) -> None:
+    """IN OUT and the model and encoder options of the main job (`restore` and `archive` share them)."""
     p.add_argument("input", help="input video (any FFmpeg-readable file) or image (jpg, png, ...)")
     p.add_argument("output", help="output file; the container or image format follows its extension")
     p.add_argument("--config", help="preset name (default, fast, quality, live) or YAML file; options given here override it")
@@ -228,20 +241,72 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast .. veryslow)")
     e.add_argument("--backend", choices=["pyav", "ffmpeg"], help="encoder backend (default pyav)")
     e.add_argument("--queue-size", type=int, help="items queued between two stages (bounds memory; default 8)")
-    e.add_argument("--compare", metavar="OUT2", help="also write a side-by-side before|after video")
+    if compare:
+        e.add_argument("--compare", metavar="OUT2", help="also write a side-by-side before|after video")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_cmd_restore)
 
 
-def _cmd_restore(args: argparse.Namespace) -> int:
-    from vidrestore.pipeline.job import restore_file
+def _restore_options(args: argparse.Namespace):
+    """The main job's RestoreOptions: the preset (--config) with the options given on the command line."""
     from vidrestore.pipeline.options import load_options
 
     overrides = {name: getattr(args, name) for name in RESTORE_OVERRIDES}
     overrides["offline"] = True if args.offline else None
-    options = load_options(args.config, overrides)
+    return load_options(args.config, overrides)
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from vidrestore.pipeline.job import restore_file
+
+    options = _restore_options(args)
     restore_file(args.input, args.output, options, compare=args.compare,
                  progress=not (args.no_progress or args.quiet))
+    return 0
+
+
+def _add_archive_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "archive", help="restore hours of footage in frame-exact chunks: resumable, on several GPUs or Ray",
+        description="Restore a long video in chunks of frames: the same command again resumes after any crash "
+        "(finished chunks are kept), --workers/--gpus run chunks in parallel, --ray on a Ray cluster.",
+    )
+    _add_restore_arguments(p, compare=False)
+    a = p.add_argument_group("archive")
+    a.add_argument("--chunk-seconds", type=float, default=30.0, help="length of a chunk (default 30; cut at a "
+                   "scene change where one is near)")
+    a.add_argument("--work-dir", help="folder for the plan and the chunks (default: OUT.archive beside OUT)")
+    w = a.add_mutually_exclusive_group()
+    w.add_argument("--workers", type=int, help="worker processes on this machine (default 1)")
+    w.add_argument("--gpus", help="comma-separated GPU numbers: one worker process per GPU (e.g. 0,1)")
+    a.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run the workers (--workers, --gpus) as "
+                   "Ray actors: a local Ray without ADDRESS, else join that cluster (pip install vidrestore[ray])")
+    a.add_argument("--report", metavar="FILE.json", help="write the plan, per-chunk results and the verification")
+    a.add_argument("--fresh", action="store_true", help="remove the work folder and start over")
+    p.set_defaults(handler=_cmd_archive)
+
+
+def _archive_devices(args: argparse.Namespace) -> tuple[str | None, ...]:
+    """One device per worker: the --gpus as cuda:N, else --workers times the options' device."""
+    if args.gpus:
+        try:
+            return tuple(f"cuda:{int(g)}" for g in args.gpus.split(","))
+        except ValueError:
+            raise VidrestoreError(f"--gpus takes GPU numbers separated by commas, not {args.gpus!r}") from None
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        raise VidrestoreError(f"--workers must be at least 1, not {workers}")
+    return (None,) * workers
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from vidrestore.archive.job import ArchiveSettings, archive_video
+
+    settings = ArchiveSettings(
+        chunk_seconds=args.chunk_seconds, work_dir=Path(args.work_dir) if args.work_dir else None,
+        devices=_archive_devices(args), ray=args.ray is not None, ray_address=args.ray or None,
+        report=Path(args.report) if args.report else None, fresh=args.fresh,
+        progress=not (args.no_progress or args.quiet))
+    archive_video(args.input, args.output, _restore_options(args), settings)
     return 0
 
 
@@ -436,6 +501,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_bench_parser,
     _add_probe_parser,
     _add_restore_parser,
+    _add_archive_parser,
     _add_train_parser,
     _add_eval_parser,
     _add_degrade_parser,

@@ -28,12 +28,13 @@ class VideoSource:
 
     pixel_format: "rgb24" (uint8), "rgb48le" (uint16) or "auto" (uint16 when the source has more
     than 8 bits). passthrough=True skips the RGB conversion until a frame's `image` is read, so
-    frames that are not changed are re-encoded from the decoded picture itself.
+    frames that are not changed are re-encoded from the decoded picture itself. `seek_ts` (a
+    timestamp of the video stream) starts decoding at the last keyframe at or before it (archive chunks).
     """
 
     def __init__(self, path: str | os.PathLike, *, pixel_format: str = "rgb24",
                  passthrough: bool = False, queue_size: int = 8, threads: int = 0,
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None, seek_ts: int | None = None) -> None:
         if pixel_format not in PIXEL_FORMATS:
             raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, not {pixel_format!r}")
         self.path = str(path)
@@ -49,6 +50,7 @@ class VideoSource:
         self.threads = threads
         self.stats = DecodeStats()
         self._options = options
+        self._seek_ts = seek_ts
         self._chan: Channel[Frame] = Channel(queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -100,6 +102,8 @@ class VideoSource:
             self._stream = video_stream(self._container, self.path)
             self._stream.thread_type = "AUTO"
             self._stream.codec_context.thread_count = self.threads
+            if self._seek_ts is not None:
+                self._container.seek(self._seek_ts, stream=self._stream, backward=True)
         return self._stream
 
     # --- decoding ahead in a thread of its own ---------------------------------------------------
