@@ -18,7 +18,6 @@ import pytest
 from pipeline_support import cut_clip, make_tiny_restorer
 from videogen import video_pts
 from vidrestore.video import EncoderSettings, VideoSink, VideoSource
-from vidrestore.video.sink import reproducible_options
 from vidrestore.video.transcode import passthrough
 
 CLIP = "retalking_face_1.mp4"  # 700x700 talking head, AAC audio starting one priming frame before zero
@@ -108,9 +107,9 @@ def test_every_stream_keeps_the_source_timestamps(media_dir: Path, tmp_path: Pat
 
 
 def test_libx264_always_gets_its_reproducible_mode_and_user_parameters_are_kept() -> None:
-    assert reproducible_options(EncoderSettings())["x264-params"] == "cpu-independent=1"
+    assert EncoderSettings().encoder_options()["x264-params"] == "cpu-independent=1"
     given = EncoderSettings(options={"x264-params": "keyint=50:bframes=2"})
-    assert reproducible_options(given)["x264-params"] == "keyint=50:bframes=2:cpu-independent=1"
+    assert given.encoder_options()["x264-params"] == "keyint=50:bframes=2:cpu-independent=1"
     chosen = EncoderSettings(options={"x264-params": "cpu-independent=0"})
-    assert reproducible_options(chosen)["x264-params"] == "cpu-independent=0"
-    assert "x264-params" not in reproducible_options(EncoderSettings("ffv1"))
+    assert chosen.encoder_options()["x264-params"] == "cpu-independent=0"
+    assert "x264-params" not in EncoderSettings("ffv1").encoder_options()

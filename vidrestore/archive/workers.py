@@ -90,7 +90,7 @@ class ChunkBackend(Protocol):
 # --- the local backend: worker processes on this machine -----------------------------------------
 
 
-def worker_threads(settings: WorkerSettings) -> int:
+def worker_threads() -> int:
     """CPU threads each local worker uses: as many as one process would (torch's default here), whatever
     the number of workers, because torch's CPU kernels split their sums by thread count and another
     count gives other pixels: N workers must give the frames of one."""
@@ -155,7 +155,7 @@ class LocalPool:
         """Start one worker process for `device`."""
         parent, child = self.context.Pipe()
         process = self.context.Process(target=worker_main, name="vidrestore-archive-worker", daemon=True,
-                                       args=(child, self.settings.options, device, worker_threads(self.settings)))
+                                       args=(child, self.settings.options, device, worker_threads()))
         process.start()
         child.close()
         worker = LocalWorker(process, parent, device)

@@ -97,7 +97,26 @@ class EncoderSettings:
         if self.preset is not None:
             opts["preset"] = self.preset
         opts.update(self.options)
+        _add_reproducible_params(canonical_encoder(self.codec), opts)
         return opts
+
+
+# Encoder parameters without which the same frames do not always encode the same. libx264 picks its
+# AVX-512 MB-tree kernel on CPUs that have it, and that kernel reads memory nothing wrote (x264 core
+# 165): the output then changes from run to run. cpu-independent puts the C version in its place
+# (the rest of x264's assembly stays), which also makes the output the same on every CPU.
+REPRODUCIBLE_PARAMS = {"libx264": ("x264-params", "cpu-independent", "1")}
+
+
+def _add_reproducible_params(codec: str, opts: dict[str, str]) -> None:
+    """Add the parameters that make `codec`'s output a function of its input alone to `opts`, in place;
+    one the user set is left as it is."""
+    if codec not in REPRODUCIBLE_PARAMS:
+        return
+    option, name, value = REPRODUCIBLE_PARAMS[codec]
+    params = opts.get(option, "")
+    if name not in {item.split("=")[0] for item in params.split(":")}:
+        opts[option] = f"{params}:{name}={value}" if params else f"{name}={value}"
 
 
 def _writable_codec(name: str) -> av.Codec:

@@ -27,7 +27,6 @@ from vidrestore.video.sink import (
     TimingGuard,
     VideoSink,
     check_frame_size,
-    reproducible_options,
 )
 from vidrestore.video.types import Frame, VideoInfo
 
@@ -148,7 +147,7 @@ class FfmpegEncoder:
             stream = stream.filter("setparams", **tags)
         out_opts: dict[str, str | int] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
                                           "fps_mode": "passthrough", "f": "matroska"}
-        out_opts.update(reproducible_options(s))
+        out_opts.update(s.encoder_options())
         return (stream.output(str(self._inter), **out_opts)
                 .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-an", "-sn", "-dn")
                 .overwrite_output().compile(cmd=self._exe))

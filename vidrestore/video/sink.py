@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 # AVColorSpace -> swscale colourspace (SWS_CS_*), for RGB -> YUV conversion with the source's matrix.
 SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 MP4_LIKE = {"mp4", "mov", "mov,mp4,m4a,3gp,3g2,mj2", "ipod", "3gp"}
-# Encoder parameters without which the same frames do not always encode the same. libx264 picks its
-# AVX-512 MB-tree kernel on CPUs that have it, and that kernel reads memory nothing wrote (x264 core
-# 165): the output then changes from run to run. cpu-independent puts the C version in its place
-# (the rest of x264's assembly stays), which also makes the output the same on every CPU.
-REPRODUCIBLE_PARAMS = {"libx264": ("x264-params", "cpu-independent", "1")}
 
 
 @dataclass
@@ -49,18 +44,6 @@ class SinkStats:
     frames: int = 0
     copied_packets: dict[int, int] = field(default_factory=dict)
     retimed: int = 0
-
-
-def reproducible_options(settings: EncoderSettings) -> dict[str, str]:
-    """The encoder options of (resolved) `settings`, plus the parameters that make the output a
-    function of the input alone; a parameter the user set is left as it is."""
-    options = settings.encoder_options()
-    if settings.codec in REPRODUCIBLE_PARAMS:
-        option, name, value = REPRODUCIBLE_PARAMS[settings.codec]
-        params = options.get(option, "")
-        if name not in {item.split("=")[0] for item in params.split(":")}:
-            options[option] = f"{params}:{name}={value}" if params else f"{name}={value}"
-    return options
 
 
 class TimingGuard:
@@ -182,7 +165,7 @@ class PyAVEncoder:
         info, s = self.info, self.target.settings
         try:
             stream = self._out.add_stream(s.codec, rate=info.average_rate or None,
-                                          options=reproducible_options(s))
+                                          options=s.encoder_options())
         except (av.FFmpegError, ValueError) as exc:
             raise MediaError(f"cannot set up encoder {s.codec}: {error_line(exc, os_reason=True)}") from exc
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
