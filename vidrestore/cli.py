@@ -119,7 +119,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
     ap = _bench_subparser(bsub, "archive", "archive mode: 1 vs 2 workers vs Ray, overhead against file mode, memory", "device", "detector", "output")
-    ap.add_argument("--seconds", type=float, default=8.0, help="length of the clip (the memory run uses 10x)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of the clip the speeds are measured on")
+    ap.add_argument("--chunk-seconds", type=float, help="chunk length (default: a quarter of --seconds)")
+    ap.add_argument("--rss-seconds", type=float, default=2.0, help="length of the memory run's clip (and 10x that)")
     ap.add_argument("--preset", default="veryfast", help="x264 preset for every run")
 
 
@@ -285,7 +287,7 @@ def _add_archive_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_archive)
 
 
-def _archive_devices(args: argparse.Namespace) -> tuple[str | None, ...]:
+def archive_devices(args: argparse.Namespace) -> tuple[str | None, ...]:
     """One device per worker: the --gpus as cuda:N, else --workers times the options' device."""
     if args.gpus:
         try:
@@ -303,7 +305,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
 
     settings = ArchiveSettings(
         chunk_seconds=args.chunk_seconds, work_dir=Path(args.work_dir) if args.work_dir else None,
-        devices=_archive_devices(args), ray=args.ray is not None, ray_address=args.ray or None,
+        devices=archive_devices(args), ray=args.ray is not None, ray_address=args.ray or None,
         report=Path(args.report) if args.report else None, fresh=args.fresh,
         progress=not (args.no_progress or args.quiet))
     archive_video(args.input, args.output, _restore_options(args), settings)

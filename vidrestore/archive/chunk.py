@@ -134,19 +134,29 @@ class ChunkWorker:
         return ChunkResult(task.index, counters.frames, counters.faces, time.perf_counter() - started,
                            self.name, tries)
 
-    def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
-                  on_frame: FrameFn | None) -> Pipeline:
-        """decode window -> analyse -> keep the chunk's frames -> restore -> composite -> encode."""
-        options, engine = self.options, self.engine
-        tracker = face_tracker(options, self.detector)
-        max_faces = engine.restorer.batch_size if engine is not None else 1
+    def analysis_pipeline(self, source: VideoSource, task: ChunkTask) -> Pipeline:
+        """decode window -> analyse -> keep the chunk's frames: the chunk's landmarks, as one pass has them.
+
+        The tracker counts frames from the window's first absolute index, so its detection schedule is
+        the one-pass tracker's; it is primed on the frames before the chunk and looks past its end."""
+        options = self.options
+        tracker = face_tracker(options, self.detector, first_index=task.prime_start)
         return (
             Pipeline(options.queue_size)
             .add("decode", decode_window_stage(source, task))
             .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
                                           largest=options.largest_face, long_side=options.det_size))
             .add("keep", keep_chunk_stage(task))
-            .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
+        )
+
+    def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
+                  on_frame: FrameFn | None) -> Pipeline:
+        """The chunk's analysis -> restore -> composite -> encode."""
+        engine = self.engine
+        max_faces = engine.restorer.batch_size if engine is not None else 1
+        return (
+            self.analysis_pipeline(source, task)
+            .add("restore", restore_stage(engine, max_faces, self.options.max_batch_frames))
             .add("composite", composite_stage(engine, counters))
             .add("encode", encode_stage(sink, None, on_frame or (lambda: None)))
         )

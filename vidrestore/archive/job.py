@@ -34,10 +34,14 @@ from vidrestore.archive.plan import (
 from vidrestore.archive.state import WorkFolder, forget_done, read_done, write_done
 from vidrestore.archive.workers import ChunkResult, WorkerSettings, run_chunks
 from vidrestore.atomic import atomic_path
+from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
+from vidrestore.pipeline.job import encoder_settings
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.video.paths import check_input, check_output
 from vidrestore.video.probe import probe
+from vidrestore.video.transcode import open_sink
+from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +88,12 @@ class ArchiveReport:
     seconds: float
     verification: Verification
     new_plan: bool
+    phases: dict[str, float]  # seconds of each phase: plan (index and cuts), chunks, join, verify
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-ready mapping."""
         return {"input": str(self.input), "output": str(self.output), "plan": self.plan.to_json(),
-                "new_plan": self.new_plan, "seconds": self.seconds, "kept": list(self.kept),
+                "new_plan": self.new_plan, "seconds": self.seconds, "phases": self.phases, "kept": list(self.kept),
                 "restored": list(self.restored), "chunks": [dataclasses.asdict(c) for c in self.chunks],
                 "verification": {**dataclasses.asdict(self.verification), "ok": self.verification.ok}}
 
@@ -146,6 +151,20 @@ def write_report(report: ArchiveReport, path: Path) -> None:
         tmp.write_text(json.dumps(report.to_json(), indent=1, default=str))
 
 
+def check_writable(output: Path, info: VideoInfo, options: RestoreOptions) -> None:
+    """File mode's checks of encoder, container and copied streams, before any chunk runs: the output's
+    sink is opened and dropped (its temporary file removed), so a bad --codec is one error, not N chunk failures."""
+    open_sink(output, info, encoder_settings(options), backend=options.backend).abort()
+
+
+def check_local_devices(settings: ArchiveSettings) -> None:
+    """The local workers' devices (--gpus) exist here, before any worker starts; Ray's are its nodes' to check."""
+    if not settings.ray:
+        for device in settings.devices:
+            if device is not None:
+                resolve_device(device)
+
+
 def chunk_runner(settings: ArchiveSettings):
     """run_chunks of the backend asked for: local processes, or Ray actors (imported only then)."""
     if settings.ray:
@@ -161,11 +180,12 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     options, settings = options or RestoreOptions(), settings or ArchiveSettings()
     if settings.chunk_seconds <= 0:
         raise VidrestoreError(f"--chunk-seconds must be more than 0, not {settings.chunk_seconds}")
+    started = time.perf_counter()
     input, output = Path(check_input(input)), Path(output)
     check_output(output, input)
-    probe(input)  # bad input fails here, before the work folder exists
+    check_writable(output, probe(input), options)  # bad input or options fail here, before the work folder exists
+    check_local_devices(settings)
     index = read_frame_index(input)
-    started = time.perf_counter()
     folder = work_folder(output, settings)
     if settings.fresh:
         folder.remove()
@@ -173,6 +193,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     plan, new_plan = current_plan(folder, input, index, options, settings)
     tasks = [chunk_task(plan, index, k, folder.chunk_path(k), options) for k in range(plan.chunks)]
     kept, todo = split_kept(folder, tasks)
+    phases = {"plan": time.perf_counter() - started}
     results = dict(kept)
     log.info("%d chunks: %d kept from an earlier run, %d to restore", plan.chunks, len(kept), len(todo))
     with tqdm(total=plan.frames, initial=sum(tasks[k].frames for k in kept), unit="frame", desc=input.name,
@@ -186,15 +207,18 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
 
         workers = WorkerSettings(options, settings.devices, ray_address=settings.ray_address)
         chunk_runner(settings)(plan, todo, workers, chunk_done, bar.update)
+    phases["chunks"] = time.perf_counter() - started - sum(phases.values())
     written = join_chunks(input, output, [t.path for t in tasks], [index.pts[t.start] for t in tasks],
                           options.codec)
+    phases["join"] = time.perf_counter() - started - sum(phases.values())
     verification = verify_output(output, index)
+    phases["verify"] = time.perf_counter() - started - sum(phases.values())
     if not verification.ok:
         log.warning("%s: %d frames written, the source has %d%s", output, written, index.frames,
                     "" if verification.timestamps_match else "; timestamps differ")
     report = ArchiveReport(input, output, plan, tuple(results[k] for k in sorted(results)), tuple(sorted(kept)),
                            tuple(sorted(set(results) - set(kept))), time.perf_counter() - started, verification,
-                           new_plan)
+                           new_plan, phases)
     if settings.report is not None:
         write_report(report, settings.report)
     log.info("%s: %d frames in %d chunks (%d kept) in %.1f s", output, plan.frames, plan.chunks, len(kept),

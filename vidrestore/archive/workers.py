@@ -24,8 +24,12 @@ THE INTERFACE (a Ray backend implements the same function in vidrestore/archive/
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -99,8 +103,21 @@ def worker_threads() -> int:
     return torch.get_num_threads()
 
 
-def worker_main(conn: Connection, options: RestoreOptions, device: str | None, threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), so a `kill -9` of the command leaves
+    no worker restoring on, holding its chunk's temporary file; exit now if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_main(conn: Connection, options: RestoreOptions, device: str | None, threads: int, parent: int) -> None:
     """A worker process: load the model once, then restore each task the parent sends until told to stop."""
+    die_with_parent(parent)
     import torch
 
     from vidrestore.archive.chunk import ChunkWorker
@@ -155,7 +172,7 @@ class LocalPool:
         """Start one worker process for `device`."""
         parent, child = self.context.Pipe()
         process = self.context.Process(target=worker_main, name="vidrestore-archive-worker", daemon=True,
-                                       args=(child, self.settings.options, device, worker_threads()))
+                                       args=(child, self.settings.options, device, worker_threads(), os.getpid()))
         process.start()
         child.close()
         worker = LocalWorker(process, parent, device)
@@ -195,6 +212,7 @@ class Dispatcher:
         self.on_done = on_done
         self.on_frames = on_frames or (lambda n: None)
         self.results: list[ChunkResult] = []
+        self.idle_deaths = 0  # workers that died holding no chunk (before or between chunks)
 
     def assign(self, pool: LocalPool) -> None:
         """Give the next pending task to each idle, ready worker."""
@@ -220,8 +238,14 @@ class Dispatcher:
         except (EOFError, OSError):
             task = worker.task
             pool.replace(worker)
+            reason = f"worker process died (exit code {worker.process.exitcode})"
             if task is not None:
-                self.failed(task, f"worker process died (exit code {worker.process.exitcode})")
+                self.failed(task, reason)
+                return
+            self.idle_deaths += 1
+            if self.idle_deaths >= self.settings.tries:
+                raise VidrestoreError(f"{reason}, {self.idle_deaths} times without holding a chunk: giving up")
+            log.warning("%s before taking a chunk; starting another", reason)
             return
         kind = message[0]
         if kind == "frame":

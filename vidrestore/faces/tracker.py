@@ -1,7 +1,8 @@
 """Face tracking with detection reuse: stable ids, Kalman-smoothed landmarks, optical flow in between.
 
-The detector runs on a frame when it is due (every `detect_every` frames since the last run), at a
-scene cut (a cheap thumbnail difference), and whenever a track is lost or uncertain (optical flow
+The detector runs on a frame when it is due (frame indices divisible by `detect_every`, and any
+frame `detect_every` after the last run; indices count from `first_index`, so a tracker started
+mid-stream, as an archive chunk's is, detects on the frames a one-pass tracker would), at a scene cut (a cheap thumbnail difference), and whenever a track is lost or uncertain (optical flow
 failed, the filter's uncertainty grew too large, a new track awaits confirmation, or a track was
 missed). Due frames of a chunk are detected in one batched call. Between detections each track's
 landmarks follow pyramidal Lucas-Kanade flow on the landmark points and the Kalman filter smooths
@@ -153,11 +154,11 @@ class Track:
 class FaceTracker:
     """Stateful face analysis of consecutive frames: `process(chunk)` returns FrameFaces in order (see `lag`)."""
 
-    def __init__(self, detector: FaceDetector, config: TrackerConfig | None = None) -> None:
+    def __init__(self, detector: FaceDetector, config: TrackerConfig | None = None, first_index: int = 0) -> None:
         self.detector = detector
         self.config = config or TrackerConfig()
         self._ids = itertools.count(1)
-        self.frames_seen = 0
+        self.frames_seen = first_index  # the absolute index of the next frame
         self.detected_frames = 0
         self._lagged = FixedLagBuffer(self.config.lag, self.config.lag_sigma) if self.config.lag > 0 else None
         self._held_steps: dict[int, list] = {}
@@ -202,10 +203,15 @@ class FaceTracker:
         due, last = [], self._last_detection
         for k, cut in enumerate(cuts):
             index = self.frames_seen + k
-            if cut or index - last >= self.config.detect_every or (index == 0 and last < 0):
+            if cut or self._scheduled(index, last):
                 due.append(k)
                 last = index
         return due
+
+    def _scheduled(self, index: int, last: int) -> bool:
+        """Detection due by schedule: at absolute indices divisible by detect_every, or that long after the last."""
+        every = self.config.detect_every
+        return index % every == 0 or index - last >= every
 
     def _step(
         self, frame: np.ndarray, thumb: np.ndarray, cut: bool, detections: list[Detection] | None
@@ -237,7 +243,7 @@ class FaceTracker:
     def _detection_needed(self, index: int) -> bool:
         """Detect off schedule when a track is lost, uncertain, unconfirmed or recently missed."""
         limit = self.config.max_uncertainty
-        return index - self._last_detection >= self.config.detect_every or any(
+        return self._scheduled(index, self._last_detection) or any(
             t.flow_failed or not t.confirmed or t.misses > 0 or t.kalman.uncertainty > limit for t in self.tracks
         )
 

@@ -97,11 +97,13 @@ def progress_bar(total: int | None, name: str, enabled: bool) -> tqdm:
     return tqdm(total=total, unit="frame", desc=name, disable=not enabled, dynamic_ncols=True)
 
 
-def face_tracker(options: RestoreOptions, detector: FaceDetector | None) -> FaceTracker | None:
-    """The tracker of the job's analysis (detection reuse, smoothing lag); None without a detector."""
+def face_tracker(options: RestoreOptions, detector: FaceDetector | None, first_index: int = 0) -> FaceTracker | None:
+    """The tracker of the job's analysis (detection reuse, smoothing lag), counting frames from
+    `first_index` (an archive chunk's first primed frame); None without a detector."""
     if detector is None:
         return None
-    return FaceTracker(detector, TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag))
+    config = TrackerConfig(detect_every=options.detect_every, lag=options.smoothing_lag)
+    return FaceTracker(detector, config, first_index=first_index)
 
 
 def open_video(input: Path, options: RestoreOptions) -> VideoSource:
