@@ -211,7 +211,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 RESTORE_OVERRIDES = ("model", "detector", "device", "precision", "batch_size", "max_batch_frames", "detect_every",
                      "det_size", "blend", "only_center_face", "largest_face", "codec", "crf", "preset", "backend",
-                     "queue_size", "smoothing_lag")
+                     "queue_size", "smoothing_lag", "field_order", "deinterlace", "colour")
 
 
 def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
@@ -235,8 +235,17 @@ def _add_restore_arguments(p: argparse.ArgumentParser, compare: bool = True) -> 
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
     m.add_argument("--smoothing-lag", type=int, help="frames of look-ahead for landmark smoothing "
                    "(default 8; 0 = causal, as live mode)")
+    pic = p.add_argument_group("picture")
+    pic.add_argument("--field-order", choices=["tff", "bff", "progressive"], help="the source's field order when "
+                     "its tag is wrong (default: what the stream says); interlaced sources are restored field by field")
+    pic.add_argument("--deinterlace", action="store_true", default=None, help="interlaced sources: write "
+                     "progressive frames at field rate (twice the frames) instead of woven interlaced frames")
+    pic.add_argument("--colour", "--color", dest="colour", choices=["auto", "source", "restored"],
+                     help="source: only the restored luma goes in, the source's chroma is kept; restored: the "
+                     "model's colours; auto (default): source for monochrome sources, else restored")
     e = p.add_argument_group("output video")
-    e.add_argument("--codec", help="video encoder: libx264 (default), libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
+    e.add_argument("--codec", help="video encoder: auto (default: ProRes, DNxHD/HR and FFV1 sources keep their codec "
+                   "and profile, others libx264), libx264, libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
     e.add_argument("--crf", type=int, help="quality: CRF for x264/x265/vp9/av1 (lower is better; default 18)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast .. veryslow)")
     e.add_argument("--backend", choices=["pyav", "ffmpeg"], help="encoder backend (default pyav)")

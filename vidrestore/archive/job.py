@@ -36,6 +36,7 @@ from vidrestore.archive.workers import ChunkResult, WorkerSettings, run_chunks
 from vidrestore.atomic import atomic_path
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import check_chunkable, picture_plan
 from vidrestore.video.paths import check_input, check_output
 from vidrestore.video.probe import probe
 
@@ -163,7 +164,8 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         raise VidrestoreError(f"--chunk-seconds must be more than 0, not {settings.chunk_seconds}")
     input, output = Path(check_input(input)), Path(output)
     check_output(output, input)
-    probe(input)  # bad input fails here, before the work folder exists
+    plan_of_picture = picture_plan(probe(input), options)  # bad input fails here, before the work folder exists
+    check_chunkable(plan_of_picture)
     index = read_frame_index(input)
     started = time.perf_counter()
     folder = work_folder(output, settings)
@@ -187,7 +189,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         workers = WorkerSettings(options, settings.devices, ray_address=settings.ray_address)
         chunk_runner(settings)(plan, todo, workers, chunk_done, bar.update)
     written = join_chunks(input, output, [t.path for t in tasks], [index.pts[t.start] for t in tasks],
-                          options.codec)
+                          plan_of_picture.output)
     verification = verify_output(output, index)
     if not verification.ok:
         log.warning("%s: %d frames written, the source has %d%s", output, written, index.frames,
