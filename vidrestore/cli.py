@@ -97,7 +97,7 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -115,6 +115,12 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_degrade_parser(bsub)
     _add_bench_gpu_parser(bsub)
     _add_bench_archive_parser(bsub)
+    _add_bench_picture_parser(bsub)
+
+
+def _add_bench_picture_parser(bsub: argparse._SubParsersAction) -> None:
+    pp = _bench_subparser(bsub, "picture", "interlaced 576i: field-correct vs --deinterlace vs progressive fps", "device", "detector", "output")
+    pp.add_argument("--seconds", type=float, default=1.0, help="length of the clip (25 frames a second)")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
