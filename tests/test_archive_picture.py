@@ -163,7 +163,6 @@ def test_field_order_flag_overrides_a_wrong_tag(tff: Path, tiny_model: Path, det
     assert video_facts(out)["field_order"] == 3  # AV_FIELD_BB
 
 
-@pytest.mark.slow  # two worker processes load the model: about 30 s on 2 cores
 def test_archive_mode_restores_fields_as_file_mode_does(tff: Path, tiny_model: Path, detector_weights: Path,
                                                        tmp_path: Path):
     options = RestoreOptions(model=str(tiny_model), detector=str(detector_weights), device="cpu", det_size=320,

@@ -17,7 +17,7 @@ import numpy as np
 
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.video.patch import plane_array, sample_dtype
+from vidrestore.video.patch import PATCHABLE_FORMATS, plane_array, sample_dtype
 from vidrestore.video.probe import sampled_pictures
 from vidrestore.video.types import VideoInfo
 
@@ -115,6 +115,9 @@ def picture_plan(info: VideoInfo, options: RestoreOptions) -> PicturePlan:
     if options.deinterlace and field_order == "progressive":
         log.warning("%s: --deinterlace on a progressive source changes nothing (give --field-order if it is "
                     "interlaced)", info.path)
+    if field_order != "progressive" and not options.deinterlace and info.pix_fmt not in PATCHABLE_FORMATS:
+        raise VidrestoreError(f"{info.path}: field-correct restoration keeps the lines of planar YUV or grey "
+                              f"pictures, not {info.pix_fmt}: use --deinterlace or --field-order progressive")
     luma_only, reason = colour_choice(info, options)
     plan = PicturePlan(field_order, options.deinterlace and field_order != "progressive", luma_only, reason,
                        output_info(info, field_order, options.deinterlace))
