@@ -5,8 +5,8 @@
 
 Interlaced sources go through the bracketed stages: each frame becomes its two fields (full-height
 pictures at double rate), faces are tracked and restored on those, and the restored fields are woven
-back into one frame (video/fields.py). Each stage function takes the iterable of items from the stage before and yields its own, in order,
-so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
+back into one frame (video/fields.py). Each stage function takes the iterable of items from the stage
+before and yields its own, in order, so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
 the encoder without any colour conversion (with `--model none` no frame is ever converted).
 """
 

@@ -64,7 +64,7 @@ INTERLACED_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "mpeg2video
 
 
 def canonical_encoder(name: str) -> str:
-    """The encoder an alias stands for (h264 -> libx264; auto checks as the default encoder); any other name unchanged."""
+    """The encoder an alias stands for (h264 -> libx264); any other name unchanged."""
     return ALIASES.get(name, name)
 
 

@@ -12,7 +12,6 @@ encoder tags them with setfield, which is what x264 and ProRes read their field 
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 from typing import Iterable, Iterator
 
@@ -22,8 +21,6 @@ import numpy as np
 from vidrestore.errors import MediaError, error_line
 from vidrestore.video.patch import PATCHABLE_FORMATS, copy_picture, plane_array, sample_dtype
 from vidrestore.video.types import FieldOf, Frame, VideoInfo
-
-log = logging.getLogger(__name__)
 
 AV_FIELD_ORDER = {"progressive": 1, "tff": 2, "bff": 3}  # AVFieldOrder: top/bottom coded and shown first
 
@@ -169,19 +166,22 @@ def check_pair(first: Frame, second: Frame) -> None:
 
 
 class FieldTagger:
-    """Marks pictures as interlaced with the field order (setfield), as the encoder reads them."""
+    """Marks pictures as interlaced with the field order (setfield), as the encoder reads them; one
+    graph per picture format (decoded pictures and converted ones may differ)."""
 
     def __init__(self, field_order: str, time_base: Fraction) -> None:
         self.field_order = field_order
         self.time_base = time_base
-        self._graph: av.filter.Graph | None = None
+        self._graphs: dict[tuple[int, int, str], av.filter.Graph] = {}
 
     def tag(self, picture: av.VideoFrame) -> av.VideoFrame:
         """The picture flagged interlaced with the field order (pixels and timing unchanged)."""
-        if self._graph is None:
-            self._graph = _single_filter_graph(picture, self.time_base, "setfield", self.field_order)
+        key = (picture.width, picture.height, picture.format.name)
+        if key not in self._graphs:
+            self._graphs[key] = _single_filter_graph(picture, self.time_base, "setfield", self.field_order)
+        graph = self._graphs[key]
         pts, time_base = picture.pts, picture.time_base
-        self._graph.push(picture)
-        tagged = self._graph.pull()
+        graph.push(picture)
+        tagged = graph.pull()
         tagged.pts, tagged.time_base = pts, time_base
         return tagged
