@@ -85,11 +85,12 @@ class ArchiveReport:
     seconds: float
     verification: Verification
     new_plan: bool
+    picture: str = ""  # how the source's picture was treated (fields, colour), as logged
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-ready mapping."""
         return {"input": str(self.input), "output": str(self.output), "plan": self.plan.to_json(),
-                "new_plan": self.new_plan, "seconds": self.seconds, "kept": list(self.kept),
+                "new_plan": self.new_plan, "picture": self.picture, "seconds": self.seconds, "kept": list(self.kept),
                 "restored": list(self.restored), "chunks": [dataclasses.asdict(c) for c in self.chunks],
                 "verification": {**dataclasses.asdict(self.verification), "ok": self.verification.ok}}
 
@@ -196,7 +197,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                     "" if verification.timestamps_match else "; timestamps differ")
     report = ArchiveReport(input, output, plan, tuple(results[k] for k in sorted(results)), tuple(sorted(kept)),
                            tuple(sorted(set(results) - set(kept))), time.perf_counter() - started, verification,
-                           new_plan)
+                           new_plan, plan_of_picture.describe())
     if settings.report is not None:
         write_report(report, settings.report)
     log.info("%s: %d frames in %d chunks (%d kept) in %.1f s", output, plan.frames, plan.chunks, len(kept),
