@@ -188,10 +188,15 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_retried(clip: Path, tmp_path: P
     assert len({r.worker for r in results}) == 1 and f":{killed[0]}:" not in results[0].worker
 
 
-def test_a_bad_codec_is_refused_before_any_chunk(clip: Path, tmp_path: Path) -> None:
-    done = vidrestore("archive", clip, tmp_path / "out.mp4", *PASS_THROUGH, "--codec", "ffv1")
-    assert done.returncode == 2 and "cannot hold" in done.stderr and "chunk" not in done.stderr
-    assert [line for line in done.stderr.splitlines() if "error" in line] == [done.stderr.strip()]
+@pytest.mark.parametrize("out_name, codec, says", [
+    ("out.mkv", "no_such_encoder", "no_such_encoder"),  # no such encoder
+    ("out.mp4", "libx264", "cannot hold subtitle"),  # the clip's SRT subtitles do not fit into MP4
+])
+def test_a_bad_codec_or_container_is_refused_before_any_chunk(clip: Path, tmp_path: Path, out_name: str, codec: str,
+                                                              says: str) -> None:
+    done = vidrestore("archive", clip, tmp_path / out_name, *PASS_THROUGH, "--codec", codec)
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 2 and len(errors) == 1 and says in errors[0] and "chunk" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

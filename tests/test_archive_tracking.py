@@ -14,6 +14,7 @@ from vidrestore.archive.chunk import ChunkWorker
 from vidrestore.archive.plan import ChunkTask, chunk_task, make_plan, read_frame_index
 from vidrestore.pipeline.job import analysis_pipeline, face_tracker, open_video
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import picture_plan
 from vidrestore.pipeline.restorer_api import load_detector
 from vidrestore.pipeline.stages import AnalysedFrame
 from vidrestore.video.source import VideoSource
@@ -49,7 +50,8 @@ def chunked(tasks: list[ChunkTask], worker: ChunkWorker) -> Landmarks:
     smoothed: Landmarks = {}
     for task in tasks:
         with VideoSource(task.input, passthrough=True, seek_ts=task.seek_ts) as source:
-            worker.analysis_pipeline(source, task).add("collect", collect(smoothed, {})).run()
+            plan = picture_plan(source.info, worker.options)
+            worker.analysis_pipeline(source, task, plan).add("collect", collect(smoothed, {})).run()
     return smoothed
 
 

@@ -50,10 +50,11 @@ def frames_digest(path: Path) -> str:
 
 
 def restore_in_fresh_process(clip: Path, out: Path, model: Path, detector: Path, perturb: str) -> None:
-    """`vidrestore IN OUT` with default encoder settings, in a new process whose fresh memory holds `perturb`."""
+    """`vidrestore IN OUT` with the default encoder's settings, in a new process whose fresh memory holds
+    `perturb` (--codec names it: the FFV1 clip would otherwise be written as FFV1 again)."""
     env = {**os.environ, "MALLOC_PERTURB_": perturb}
     args = [sys.executable, "-m", "vidrestore.cli", "-q", "--offline", str(clip), str(out), "--model", str(model),
-            "--detector", str(detector), "--device", "cpu", "--det-size", "320"]
+            "--detector", str(detector), "--device", "cpu", "--det-size", "320", "--codec", "libx264"]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 

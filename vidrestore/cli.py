@@ -97,7 +97,7 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -115,6 +115,12 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_degrade_parser(bsub)
     _add_bench_gpu_parser(bsub)
     _add_bench_archive_parser(bsub)
+    _add_bench_picture_parser(bsub)
+
+
+def _add_bench_picture_parser(bsub: argparse._SubParsersAction) -> None:
+    pp = _bench_subparser(bsub, "picture", "interlaced 576i: field-correct vs --deinterlace vs progressive fps", "device", "detector", "output")
+    pp.add_argument("--seconds", type=float, default=1.0, help="length of the clip (25 frames a second)")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
@@ -213,7 +219,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 RESTORE_OVERRIDES = ("model", "detector", "device", "precision", "batch_size", "max_batch_frames", "detect_every",
                      "det_size", "blend", "only_center_face", "largest_face", "codec", "crf", "preset", "backend",
-                     "queue_size", "smoothing_lag")
+                     "queue_size", "smoothing_lag", "field_order", "deinterlace", "colour")
 
 
 def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
@@ -237,8 +243,17 @@ def _add_restore_arguments(p: argparse.ArgumentParser, compare: bool = True) -> 
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
     m.add_argument("--smoothing-lag", type=int, help="frames of look-ahead for landmark smoothing "
                    "(default 8; 0 = causal, as live mode)")
+    pic = p.add_argument_group("picture")
+    pic.add_argument("--field-order", choices=["tff", "bff", "progressive"], help="the source's field order when "
+                     "its tag is wrong (default: what the stream says); interlaced sources are restored field by field")
+    pic.add_argument("--deinterlace", action="store_true", default=None, help="interlaced sources: write "
+                     "progressive frames at field rate (twice the frames) instead of woven interlaced frames")
+    pic.add_argument("--colour", "--color", dest="colour", choices=["auto", "source", "restored"],
+                     help="source: only the restored luma goes in, the source's chroma is kept; restored: the "
+                     "model's colours; auto (default): source for monochrome sources, else restored")
     e = p.add_argument_group("output video")
-    e.add_argument("--codec", help="video encoder: libx264 (default), libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
+    e.add_argument("--codec", help="video encoder: auto (default: ProRes, DNxHD/HR and FFV1 sources keep their codec "
+                   "and profile, others libx264), libx264, libx265, ffv1 (lossless), prores_ks, libvpx-vp9, ...")
     e.add_argument("--crf", type=int, help="quality: CRF for x264/x265/vp9/av1 (lower is better; default 18)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast .. veryslow)")
     e.add_argument("--backend", choices=["pyav", "ffmpeg"], help="encoder backend (default pyav)")

@@ -22,8 +22,9 @@ from vidrestore.archive.plan import ChunkTask
 from vidrestore.archive.workers import ChunkResult
 from vidrestore.device import resolve_device
 from vidrestore.errors import MediaError, error_line
-from vidrestore.pipeline.job import encoder_settings, face_tracker
+from vidrestore.pipeline.job import add_fields, add_weave, encoder_settings, face_tracker
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import PicturePlan, check_chunkable, picture_plan
 from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
 from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import (
@@ -122,10 +123,12 @@ class ChunkWorker:
         task.path.parent.mkdir(parents=True, exist_ok=True)
         with VideoSource(task.input, passthrough=True, queue_size=self.options.queue_size,
                          seek_ts=task.seek_ts) as source:
-            sink = open_sink(task.path, source.info, encoder_settings(self.options), backend=self.options.backend,
+            plan = picture_plan(source.info, self.options)
+            check_chunkable(plan)
+            sink = open_sink(task.path, plan.output, encoder_settings(self.options), backend=self.options.backend,
                              copy_streams=False)
             try:
-                self._pipeline(source, task, sink, counters, on_frame).run()
+                self._pipeline(source, task, sink, counters, on_frame, plan).run()
                 sink.close()
             except BaseException:
                 sink.abort()
@@ -134,29 +137,31 @@ class ChunkWorker:
         return ChunkResult(task.index, counters.frames, counters.faces, time.perf_counter() - started,
                            self.name, tries)
 
-    def analysis_pipeline(self, source: VideoSource, task: ChunkTask) -> Pipeline:
-        """decode window -> analyse -> keep the chunk's frames: the chunk's landmarks, as one pass has them.
-
-        The tracker counts frames from the window's first absolute index, so its detection schedule is
-        the one-pass tracker's; it is primed on the frames before the chunk and looks past its end."""
+    def analysis_pipeline(self, source: VideoSource, task: ChunkTask, plan: PicturePlan) -> Pipeline:
+        """decode window -> [fields] -> analyse -> keep the chunk's frames: the chunk's landmarks, as one
+        pass has them. The tracker counts pictures (frames, or fields at twice the rate) from the window's
+        first absolute index, so its detection schedule is the one-pass tracker's; it is primed on the
+        frames before the chunk and looks past its end."""
         options = self.options
-        tracker = face_tracker(options, self.detector, first_index=task.prime_start)
+        first = task.prime_start * (2 if plan.fields else 1)
+        tracker = face_tracker(options, self.detector, first_index=first)
+        pipeline = add_fields(Pipeline(options.queue_size).add("decode", decode_window_stage(source, task)),
+                              plan, source.info)
         return (
-            Pipeline(options.queue_size)
-            .add("decode", decode_window_stage(source, task))
+            pipeline
             .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
                                           largest=options.largest_face, long_side=options.det_size))
             .add("keep", keep_chunk_stage(task))
         )
 
     def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
-                  on_frame: FrameFn | None) -> Pipeline:
-        """The chunk's analysis -> restore -> composite -> encode."""
+                  on_frame: FrameFn | None, plan: PicturePlan) -> Pipeline:
+        """The chunk's analysis -> restore -> composite -> [weave] -> encode."""
         engine = self.engine
         max_faces = engine.restorer.batch_size if engine is not None else 1
-        return (
-            self.analysis_pipeline(source, task)
+        pipeline = (
+            self.analysis_pipeline(source, task, plan)
             .add("restore", restore_stage(engine, max_faces, self.options.max_batch_frames))
-            .add("composite", composite_stage(engine, counters))
-            .add("encode", encode_stage(sink, None, on_frame or (lambda: None)))
+            .add("composite", composite_stage(engine, counters, luma_only=plan.luma_only))
         )
+        return add_weave(pipeline, plan).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))

@@ -38,6 +38,7 @@ from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.job import encoder_settings
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import check_chunkable, picture_plan
 from vidrestore.video.paths import check_input, check_output
 from vidrestore.video.probe import probe
 from vidrestore.video.transcode import open_sink
@@ -89,11 +90,13 @@ class ArchiveReport:
     verification: Verification
     new_plan: bool
     phases: dict[str, float]  # seconds of each phase: plan (index and cuts), chunks, join, verify
+    picture: str = ""  # how the source's picture was treated (fields, colour), as logged
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-ready mapping."""
         return {"input": str(self.input), "output": str(self.output), "plan": self.plan.to_json(),
-                "new_plan": self.new_plan, "seconds": self.seconds, "phases": self.phases, "kept": list(self.kept),
+                "new_plan": self.new_plan, "picture": self.picture, "seconds": self.seconds, "phases": self.phases,
+                "kept": list(self.kept),
                 "restored": list(self.restored), "chunks": [dataclasses.asdict(c) for c in self.chunks],
                 "verification": {**dataclasses.asdict(self.verification), "ok": self.verification.ok}}
 
@@ -183,7 +186,9 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     started = time.perf_counter()
     input, output = Path(check_input(input)), Path(output)
     check_output(output, input)
-    check_writable(output, probe(input), options)  # bad input or options fail here, before the work folder exists
+    plan_of_picture = picture_plan(probe(input), options)  # bad input fails here, before the work folder exists
+    check_chunkable(plan_of_picture)
+    check_writable(output, plan_of_picture.output, options)
     check_local_devices(settings)
     index = read_frame_index(input)
     folder = work_folder(output, settings)
@@ -209,7 +214,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         chunk_runner(settings)(plan, todo, workers, chunk_done, bar.update)
     phases["chunks"] = time.perf_counter() - started - sum(phases.values())
     written = join_chunks(input, output, [t.path for t in tasks], [index.pts[t.start] for t in tasks],
-                          options.codec)
+                          plan_of_picture.output)
     phases["join"] = time.perf_counter() - started - sum(phases.values())
     verification = verify_output(output, index)
     phases["verify"] = time.perf_counter() - started - sum(phases.values())
@@ -218,7 +223,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                     "" if verification.timestamps_match else "; timestamps differ")
     report = ArchiveReport(input, output, plan, tuple(results[k] for k in sorted(results)), tuple(sorted(kept)),
                            tuple(sorted(set(results) - set(kept))), time.perf_counter() - started, verification,
-                           new_plan, phases)
+                           new_plan, phases, plan_of_picture.describe())
     if settings.report is not None:
         write_report(report, settings.report)
     log.info("%s: %d frames in %d chunks (%d kept) in %.1f s", output, plan.frames, plan.chunks, len(kept),

@@ -12,14 +12,16 @@ from typing import Iterator, Sequence
 import av
 
 from vidrestore.errors import MediaError, error_line
-from vidrestore.video.codecs import PRESETS, canonical_encoder
+from vidrestore.video.codecs import PRESETS
 from vidrestore.video.paths import commit_temp, make_temp, remove_quietly
-from vidrestore.video.probe import open_input, probe, video_stream
+from vidrestore.video.probe import open_input, video_stream
 from vidrestore.video.remux import StreamCopier, packet_time, set_video_tags
 from vidrestore.video.sink import MP4_LIKE
 from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
+
+ENCODERS = {"hevc": "libx265"}  # a chunk's codec by the decoder's name -> the encoder whose preset tags it in MP4
 
 
 def rescaled(value: int | None, source: Fraction, target: Fraction) -> int | None:
@@ -74,28 +76,29 @@ class DtsGuard:
             self.last = packet.dts
 
 
-def add_video_stream(out: av.container.OutputContainer, template: Path, info: VideoInfo,
-                     codec: str) -> av.stream.Stream:
+def add_video_stream(out: av.container.OutputContainer, template: Path, info: VideoInfo) -> av.stream.Stream:
     """The output's video stream, from the first chunk's codec parameters, with the source's tags and time base."""
     with open_input(str(template)) as container:
-        stream = out.add_stream_from_template(video_stream(container, str(template)))
+        chunk = video_stream(container, str(template))
+        stream = out.add_stream_from_template(chunk)
+        encoder = chunk.codec_context.name
     stream.time_base = info.time_base
     set_video_tags(stream, info)
-    preset = PRESETS.get(canonical_encoder(codec))
+    preset = PRESETS.get(ENCODERS.get(encoder, encoder))
     if preset and preset.mp4_tag and out.format.name in MP4_LIKE:
         stream.codec_context.codec_tag = preset.mp4_tag
     return stream
 
 
-def join_chunks(input: Path, output: Path, chunks: Sequence[Path], first_pts: Sequence[int], codec: str) -> int:
+def join_chunks(input: Path, output: Path, chunks: Sequence[Path], first_pts: Sequence[int], info: VideoInfo) -> int:
     """Write `output` from the chunk files (in order; `first_pts`: each one's first source PTS) and the
-    input's other streams; returns the video packets written."""
-    info = probe(input)
+    input's other streams; `info`: the video as the chunks hold it (the input's, with its field order
+    as restored); returns the video packets written."""
     temp = make_temp(output)
     written = 0
     try:
         with av.open(str(temp), "w") as out:
-            stream = add_video_stream(out, chunks[0], info, codec)
+            stream = add_video_stream(out, chunks[0], info)
             copier = StreamCopier(info, out, str(output))
             guard = DtsGuard()
             try:

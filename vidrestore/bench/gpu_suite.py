@@ -507,3 +507,13 @@ def archive(task: Task) -> None:
     from vidrestore.bench import archive as archive_bench
 
     archive_bench.gpu_benchmark(task)
+
+
+# --- picture -------------------------------------------------------------------------------------
+
+
+def picture(task: Task) -> None:
+    """Interlaced 576i: field-correct restoration against progressive (vidrestore.bench.picture)."""
+    from vidrestore.bench import picture as picture_bench
+
+    picture_bench.gpu_benchmark(task)

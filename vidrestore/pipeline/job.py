@@ -25,6 +25,7 @@ from vidrestore.faces.detector import FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig
 from vidrestore.pipeline.image_io import check_image_output
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import PicturePlan, picture_plan
 from vidrestore.pipeline.restorer_api import (
     ImageReport,
     Restorer,
@@ -39,7 +40,9 @@ from vidrestore.pipeline.stages import (
     composite_stage,
     decode_stage,
     encode_stage,
+    fields_stage,
     restore_stage,
+    weave_stage,
 )
 from vidrestore.video.codecs import EncoderSettings
 from vidrestore.video.paths import check_input, check_output
@@ -64,6 +67,7 @@ class JobReport:
     stages: tuple[StageTiming, ...]
     lost_frames: int = 0
     compare: Path | None = None
+    picture: str = ""  # how the source's picture was treated (fields, colour), as logged
 
     @property
     def fps(self) -> float:
@@ -116,17 +120,27 @@ def _first_items(stage: StageFn, count: int) -> StageFn:
     return lambda items: itertools.islice(stage(items), count)
 
 
+def add_fields(pipeline: Pipeline, plan: PicturePlan | None, info: VideoInfo) -> Pipeline:
+    """The fields stage after decoding, for a source restored field by field."""
+    if plan is None or not plan.fields:
+        return pipeline
+    return pipeline.add("fields", fields_stage(info, plan.field_order, plan.weaving))
+
+
+def add_weave(pipeline: Pipeline, plan: PicturePlan) -> Pipeline:
+    """The weave stage before encoding, for restored fields that go back into interlaced frames."""
+    return pipeline.add("weave", weave_stage()) if plan.weaving else pipeline
+
+
 def analysis_pipeline(source: VideoSource, tracker: FaceTracker | None, options: RestoreOptions,
-                      frames: int | None = None) -> Pipeline:
-    """decode -> analyse (at most `frames` frames): the job's first stages, which `vidrestore track` runs
-    too, so that its landmarks are the ones the job aligns faces with."""
+                      frames: int | None = None, plan: PicturePlan | None = None) -> Pipeline:
+    """decode -> [fields] -> analyse (at most `frames` frames): the job's first stages, which `vidrestore
+    track` runs too, so that its landmarks are the ones the job aligns faces with."""
     decode = decode_stage(source)
-    return (
-        Pipeline(options.queue_size)
-        .add("decode", decode if frames is None else _first_items(decode, frames))
-        .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
-                                      largest=options.largest_face, long_side=options.det_size))
-    )
+    pipeline = Pipeline(options.queue_size).add("decode", decode if frames is None else _first_items(decode, frames))
+    return add_fields(pipeline, plan, source.info).add(
+        "analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
+                                 largest=options.largest_face, long_side=options.det_size))
 
 
 def compare_info(info: VideoInfo) -> VideoInfo:
@@ -201,10 +215,11 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     started = time.perf_counter()
     counters = JobCounters()
     with open_video(input, options) as source:
-        outputs = _Outputs(output, Path(compare) if compare else None, source.info, options)
+        plan = picture_plan(source.info, options)
+        outputs = _Outputs(output, Path(compare) if compare else None, plan.output, options)
         try:  # from the moment the outputs exist: whatever stops the job, no temporary file stays
             max_faces = engine.restorer.batch_size if engine is not None else 1
-            total = expected_frames(source.info)
+            total = expected_frames(plan.output)
             with progress_bar(total, input.name, progress) as bar:
 
                 def frame_done() -> None:
@@ -214,11 +229,12 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                         on_progress(counters.encoded, total)
 
                 pipeline = (
-                    analysis_pipeline(source, tracker, options)
+                    analysis_pipeline(source, tracker, options, plan=plan)
                     .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
-                    .add("composite", composite_stage(engine, counters, keep_before=compare is not None))
-                    .add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
+                    .add("composite", composite_stage(engine, counters, keep_before=compare is not None,
+                                                      luma_only=plan.luma_only))
                 )
+                add_weave(pipeline, plan).add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
                 pipeline.run(cancel)
         except BaseException:
             outputs.abort()
@@ -227,7 +243,7 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         lost = source.stats.lost_frames
     report = JobReport(input, output, counters.frames, counters.faces, counters.frames_with_faces,
                        time.perf_counter() - started, tuple(pipeline.timings), lost,
-                       Path(compare) if compare else None)
+                       Path(compare) if compare else None, plan.describe())
     log.info("%s", report.summary())
     return report
 

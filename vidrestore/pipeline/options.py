@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import yaml
 
 from vidrestore.errors import VidrestoreError, error_line
-from vidrestore.video.codecs import check_quality, takes_quality
+from vidrestore.video.codecs import AUTO_CODEC, check_quality, takes_quality
+from vidrestore.video.probe import FIELD_ORDERS
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 PRESET_FOLDER = "presets"  # inside the vidrestore package
 DEFAULT_PRESET = "default"
 NO_MODEL = "none"
+COLOUR_MODES = ("auto", "source", "restored")
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,15 @@ class RestoreOptions:
     blend: float = 1.0  # fidelity blend: 1 = fully restored face, 0 = original face
     only_center_face: bool = False  # restore only the face nearest the image centre
     largest_face: bool = False  # restore only the largest face
-    codec: str = "libx264"
+    codec: str = AUTO_CODEC  # auto: ProRes, DNxHD/HR and FFV1 sources in their own codec and profile, others libx264
     crf: int | None = None  # quality (CRF or the codec's own); default the codec preset's
     preset: str | None = None  # encoder speed preset (x264/x265 "medium", ...)
     backend: str = "pyav"  # pyav or ffmpeg
     queue_size: int = 8  # items between two stages (bounds memory)
     offline: bool | None = None  # never download weights
+    field_order: str | None = None  # tff, bff or progressive; None: what the stream says
+    deinterlace: bool = False  # interlaced sources: progressive output at field rate instead of woven fields
+    colour: str = "auto"  # source: restored luma only, the source's chroma kept; restored; auto: source if monochrome
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.blend <= 1.0:
@@ -66,6 +71,10 @@ class RestoreOptions:
             raise VidrestoreError(f"batch-size must be at least 1, not {self.batch_size}")
         if self.restores and not self.tracks:
             raise VidrestoreError("--detector none only goes with --model none: faces must be found to be restored")
+        if self.field_order is not None and self.field_order not in FIELD_ORDERS:
+            raise VidrestoreError(f"field-order must be one of {', '.join(FIELD_ORDERS)}, not {self.field_order!r}")
+        if self.colour not in COLOUR_MODES:
+            raise VidrestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, not {self.colour!r}")
         check_quality(self.codec, self.crf)  # before any model is loaded or file opened
 
     @property

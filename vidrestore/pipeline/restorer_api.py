@@ -27,6 +27,7 @@ from vidrestore.models.restorer import BatchRestorer
 from vidrestore.pipeline.image_io import ImagePixels, check_image_output, read_image_file, write_image_file
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.stages import select_faces
+from vidrestore.video.patch import is_grey_rgb, keep_chroma_where_changed
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,15 @@ class Restorer:
             landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for faces in found for f in faces])
             crops, matrices = self.engine.restore(outs, face_frame, landmarks)
             self.engine.paste(outs, face_frame, crops, matrices)
+            for out, rgb in zip(outs, images):
+                if self.keeps_chroma(rgb):
+                    keep_chroma_where_changed(out, rgb)
             log.debug("restored %d face(s) in %d image(s)", len(face_frame), len(outs))
         return [RestoredImage(out, faces) for out, faces in zip(outs, found)]
+
+    def keeps_chroma(self, rgb: np.ndarray) -> bool:
+        """Whether only the restored luma goes into this picture: --colour source, or auto on a grey picture."""
+        return self.options.colour == "source" or (self.options.colour == "auto" and is_grey_rgb(rgb))
 
     def restore_image(self, input: str | os.PathLike, output: str | os.PathLike) -> ImageReport:
         """Restore the faces of an image file into another image file (its alpha channel kept)."""

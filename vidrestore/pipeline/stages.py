@@ -1,10 +1,12 @@
 """The stages of the data path (DESIGN.md section 2) and the records that flow between them.
 
-    decode -> analyse -> restore -> composite -> encode
-    Frame     AnalysedFrame  RestoredBatch  OutputFrame
+    decode -> [fields] -> analyse -> restore -> composite -> [weave] -> encode
+    Frame                 AnalysedFrame  RestoredBatch  OutputFrame
 
-Each stage function takes the iterable of items from the stage before and yields its own, in order,
-so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
+Interlaced sources go through the bracketed stages: each frame becomes its two fields (full-height
+pictures at double rate), faces are tracked and restored on those, and the restored fields are woven
+back into one frame (video/fields.py). Each stage function takes the iterable of items from the stage
+before and yields its own, in order, so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
 the encoder without any colour conversion (with `--model none` no frame is ever converted).
 """
 
@@ -25,10 +27,11 @@ from vidrestore.faces.align import paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.crop_restorer import CropRestorer
+from vidrestore.video.fields import check_pair, field_frames, weave
+from vidrestore.video.patch import can_patch, keep_chroma_rgb, patch_decoded_picture
 from vidrestore.video.sink import VideoSink
-from vidrestore.video.patch import patch_decoded_picture
 from vidrestore.video.source import VideoSource
-from vidrestore.video.types import Frame
+from vidrestore.video.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,22 @@ def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
     return boxes, originals
 
 
+def keep_source_chroma(batch: RestoredBatch, boxes: np.ndarray, originals: list[np.ndarray]) -> None:
+    """Put the source's chroma back into the pasted boxes of frames whose planes cannot be patched one
+    by one (the others keep it plane for plane in the write-back)."""
+    for n, k in enumerate(batch.face_frame):
+        frame = batch.items[k].frame
+        if not can_patch(frame.decoded):
+            x0, y0, x1, y1 = boxes[n]
+            region = frame.image[y0:y1, x0:x1]
+            region[:] = keep_chroma_rgb(region, originals[n])
+
+
+def counts_as_frame(frame: Frame) -> bool:
+    """True for a frame of the output: a whole frame, or the first field of one (the second is its other half)."""
+    return frame.field_of is None or frame.field_of.number == 0
+
+
 def side_by_side(item: OutputFrame) -> Frame:
     """The before | after picture of a frame, with the frame's own timing (the frame itself is not converted)."""
     after = item.frame.rgb()
@@ -192,6 +211,11 @@ def decode_stage(source: VideoSource) -> StageFn:
         yield from source.frames()
 
     return decode
+
+
+def fields_stage(info: VideoInfo, field_order: str, weaving: bool = True) -> StageFn:
+    """Fields: each interlaced frame as its two fields, first in time first (bwdif, each field's lines exact)."""
+    return lambda frames: field_frames(frames, info, field_order, weaving=weaving)
 
 
 def analyse_stage(tracker: FaceTracker | None, chunk: int, *, only_center: bool = False,
@@ -248,11 +272,12 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
 
 
 def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False,
-                    write_back: bool = True) -> StageFn:
+                    write_back: bool = True, luma_only: bool = False) -> StageFn:
     """Composite: paste restored faces back into their frames; untouched frames keep their decoded picture.
 
     With `write_back` the pasted regions go back into the decoded picture (for the encoder); without
-    it the frame keeps its RGB pixels (live sinks show RGB).
+    it the frame keeps its RGB pixels (live sinks show RGB). With `luma_only` only the restored luma
+    goes in: the decoded picture's chroma planes stay as they are (`--colour source`).
     """
 
     def composite(batches: Iterable[RestoredBatch]) -> Iterator[OutputFrame]:
@@ -262,19 +287,37 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
             before = {k: batch.items[k].frame.image.copy() for k in touched} if keep_before else {}
             boxes, originals = np.zeros((0, 4), dtype=np.int64), []
             if pasted:
-                boxes, originals = paste_keeping_originals(engine, batch, keep=write_back)
+                boxes, originals = paste_keeping_originals(engine, batch, keep=write_back or luma_only)
+                if luma_only:
+                    keep_source_chroma(batch, boxes, originals)
             for k, item in enumerate(batch.items):
                 if k not in touched:
                     item.frame.drop_pixels()  # nothing changed: the encoder takes the decoded picture
                 elif write_back:
                     faces = np.flatnonzero(batch.face_frame == k)
-                    patch_decoded_picture(item.frame, boxes[faces], [originals[n] for n in faces])
-                counters.frames += 1
+                    patch_decoded_picture(item.frame, boxes[faces], [originals[n] for n in faces],
+                                          luma_only=luma_only)
+                counters.frames += counts_as_frame(item.frame)
                 counters.faces += len(item.faces)
-                counters.frames_with_faces += bool(item.faces)
+                counters.frames_with_faces += bool(item.faces) and counts_as_frame(item.frame)
                 yield OutputFrame(item.frame, len(item.faces) if k in touched else 0, before.get(k))
 
     return composite
+
+
+def weave_stage() -> StageFn:
+    """Weave: the two restored fields of each frame back into one interlaced frame (each field's own
+    lines from its picture; a frame neither field changed is its decoded picture, untouched)."""
+
+    def weave_fields(items: Iterable[OutputFrame]) -> Iterator[OutputFrame]:
+        for pair in chunked(items, 2):
+            first, second = pair if len(pair) == 2 else (pair[0], pair[0])
+            check_pair(first.frame, second.frame)
+            parent = first.frame.field_of.parent
+            before = parent.rgb() if first.before is not None or second.before is not None else None
+            yield OutputFrame(weave(first.frame, second.frame), first.faces + second.faces, before)
+
+    return weave_fields
 
 
 def encode_stage(sink: VideoSink, compare: VideoSink | None, on_frame: Callable[[], None]) -> StageFn:

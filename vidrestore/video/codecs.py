@@ -13,6 +13,10 @@ from vidrestore.video.types import VideoInfo
 log = logging.getLogger(__name__)
 
 
+# AVColorSpace -> swscale colourspace (SWS_CS_*), for RGB -> YUV conversion with the source's matrix.
+SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+
 @dataclass(frozen=True)
 class Preset:
     """Sane defaults for one encoder."""
@@ -33,6 +37,8 @@ PRESETS: dict[str, Preset] = {
                    quality_option=None, lossless=True),
     "prores_ks": Preset({"profile": "3", "vendor": "apl0"}, pix_fmt_8="yuv422p10le",
                         pix_fmt_hi="yuv422p10le", quality_option=None),
+    # DNxHR SQ when asked by name: DNxHD's own profiles hold only a few sizes, rates and bit rates
+    "dnxhd": Preset({"profile": "dnxhr_sq"}, pix_fmt_8="yuv422p", pix_fmt_hi="yuv422p10le", quality_option=None),
     "libvpx-vp9": Preset({"crf": "30", "b": "0", "row-mt": "1"}, pix_fmt_hi=None),
     "libsvtav1": Preset({"crf": "30", "preset": "8"}),
     "h264_nvenc": Preset({"preset": "p5", "rc": "vbr", "cq": "19"}, pix_fmt_hi=None,
@@ -45,14 +51,45 @@ ALIASES = {"h264": "libx264", "x264": "libx264", "hevc": "libx265", "h265": "lib
            "nvenc": "h264_nvenc"}
 
 
+AUTO_CODEC = "auto"  # no --codec: the source's mezzanine codec and profile again, else DEFAULT_CODEC
+DEFAULT_CODEC = "libx264"
+# What an archive expects back: the decoder's name of a mezzanine codec -> the encoder that writes it.
+MEZZANINE_ENCODERS = {"prores": "prores_ks", "dnxhd": "dnxhd", "ffv1": "ffv1"}
+# The profile FFmpeg's decoder names -> the encoder's profile option that writes it.
+PRORES_PROFILES = {"Proxy": "0", "LT": "1", "Standard": "2", "HQ": "3", "4444": "4", "4444XQ": "5"}
+DNXHD_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
+                  "DNXHR HQX": "dnxhr_hqx", "DNXHR 444": "dnxhr_444"}
+# Encoders that code fields (interlaced DCT and motion estimation) when asked; others only tag the order.
+INTERLACED_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "mpeg2video": "+ildct+ilme"}
+
+
 def canonical_encoder(name: str) -> str:
     """The encoder an alias stands for (h264 -> libx264); any other name unchanged."""
     return ALIASES.get(name, name)
 
 
+def _checked_encoder(name: str) -> str:
+    """The encoder whose settings a codec name is checked against: auto as the default encoder."""
+    name = canonical_encoder(name)
+    return DEFAULT_CODEC if name == AUTO_CODEC else name
+
+
+def mezzanine_options(info: VideoInfo) -> tuple[str, dict[str, str]] | None:
+    """(encoder, options) that write the source's mezzanine codec with its profile; None for other codecs."""
+    encoder = MEZZANINE_ENCODERS.get(info.codec)
+    if encoder == "prores_ks":
+        profile = PRORES_PROFILES.get(info.profile or "")
+        return encoder, {} if profile is None else {"profile": profile}
+    if encoder == "dnxhd":
+        profile = DNXHD_PROFILES.get(info.profile or "", "dnxhd")
+        rate = {"b": str(info.bit_rate)} if profile == "dnxhd" and info.bit_rate else {}  # DNxHD's profiles are bit rates
+        return encoder, {"profile": profile, **rate}
+    return (encoder, {}) if encoder else None
+
+
 def takes_quality(codec: str) -> bool:
     """Whether --crf means something for an encoder: it has a CRF (or its own quality option, NVENC's cq)."""
-    preset = PRESETS.get(canonical_encoder(codec))
+    preset = PRESETS.get(_checked_encoder(codec))
     return preset is not None and preset.quality_option is not None
 
 
@@ -61,7 +98,7 @@ def check_quality(codec: str, quality: int | None) -> None:
     if quality is None or takes_quality(codec):
         return
     takers = ", ".join(name for name in PRESETS if takes_quality(name))
-    raise MediaError(f"encoder {codec} {_why_no_quality(PRESETS.get(canonical_encoder(codec)))}: "
+    raise MediaError(f"encoder {codec} {_why_no_quality(PRESETS.get(_checked_encoder(codec)))}: "
                      f"leave out --crf (it applies to {takers})")
 
 
@@ -74,18 +111,37 @@ def _why_no_quality(preset: Preset | None) -> str:
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """What to encode with: codec, quality (CRF or the codec's own), preset, pixel format, threads."""
+    """What to encode with: codec, quality (CRF or the codec's own), preset, pixel format, threads, and
+    the field order of the frames (interlaced coding where the encoder has it)."""
 
-    codec: str = "libx264"
+    codec: str = DEFAULT_CODEC
     quality: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
     threads: int = 0
     options: dict[str, str] = field(default_factory=dict)
+    field_order: str = "progressive"
 
     def resolved(self) -> "EncoderSettings":
         """The same settings with the codec alias resolved (h264 -> libx264)."""
         return replace(self, codec=canonical_encoder(self.codec))
+
+    def for_source(self, info: VideoInfo) -> "EncoderSettings":
+        """The settings for writing `info`'s frames: codec auto becomes the source's mezzanine codec and
+        profile (a CRF or speed preset meant for the default encoder then dropped) or the default
+        encoder; the field order is the one the frames are written with."""
+        settings = replace(self.resolved(), field_order=info.field_order)
+        if settings.codec != AUTO_CODEC:
+            return settings
+        mezzanine = mezzanine_options(info)
+        if mezzanine is None:
+            return replace(settings, codec=DEFAULT_CODEC)
+        encoder, options = mezzanine
+        if settings.quality is not None or settings.preset is not None:
+            log.info("%s source: writing %s again; the quality and speed preset of %s do not apply",
+                     info.codec, encoder, DEFAULT_CODEC)
+        log.info("%s source (%s): writing %s with the same profile", info.codec, info.profile or "no profile", encoder)
+        return replace(settings, codec=encoder, quality=None, preset=None, options={**options, **settings.options})
 
     def encoder_options(self) -> dict[str, str]:
         """Encoder options: the preset's defaults, then quality/preset, then explicit options."""
@@ -97,6 +153,7 @@ class EncoderSettings:
         if self.preset is not None:
             opts["preset"] = self.preset
         opts.update(self.options)
+        _add_interlaced_coding(canonical_encoder(self.codec), self.field_order, opts)
         _add_reproducible_params(canonical_encoder(self.codec), opts)
         return opts
 
@@ -111,12 +168,24 @@ REPRODUCIBLE_PARAMS = {"libx264": ("x264-params", "cpu-independent", "1")}
 def _add_reproducible_params(codec: str, opts: dict[str, str]) -> None:
     """Add the parameters that make `codec`'s output a function of its input alone to `opts`, in place;
     one the user set is left as it is."""
-    if codec not in REPRODUCIBLE_PARAMS:
-        return
-    option, name, value = REPRODUCIBLE_PARAMS[codec]
+    if codec in REPRODUCIBLE_PARAMS:
+        _add_param(opts, *REPRODUCIBLE_PARAMS[codec])
+
+
+def _add_param(opts: dict[str, str], option: str, name: str, value: str) -> None:
+    """Add name=value to the colon-separated parameter list `opts[option]` unless it names `name` already."""
     params = opts.get(option, "")
     if name not in {item.split("=")[0] for item in params.split(":")}:
         opts[option] = f"{params}:{name}={value}" if params else f"{name}={value}"
+
+
+def _add_interlaced_coding(codec: str, field_order: str, opts: dict[str, str]) -> None:
+    """For interlaced frames: the encoder's interlaced coding flags and, for x264, the field order."""
+    if field_order == "progressive" or codec not in INTERLACED_FLAGS:
+        return
+    opts.setdefault("flags", INTERLACED_FLAGS[codec])
+    if codec == "libx264":
+        _add_param(opts, "x264-params", field_order, "1")
 
 
 def _writable_codec(name: str) -> av.Codec:
@@ -181,7 +250,7 @@ def check_codec(settings: EncoderSettings, info: VideoInfo, container: av.contai
     return choose_pix_fmt(settings, info, supported_fmts)
 
 
-FAMILIES = {"libx264": "h264", "h264_nvenc": "h264", "libx265": "hevc", "hevc_nvenc": "hevc",
+FAMILIES = {"dnxhd": "dnxhd", "libx264": "h264", "h264_nvenc": "h264", "libx265": "hevc", "hevc_nvenc": "hevc",
             "prores_ks": "prores", "libvpx-vp9": "vp9", "libsvtav1": "av1", "av1_nvenc": "av1"}
 
 

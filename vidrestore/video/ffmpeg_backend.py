@@ -145,6 +145,8 @@ class FfmpegEncoder:
                         colorspace=MATRICES.get(c.matrix), range=RANGES.get(c.range))
         if tags:
             stream = stream.filter("setparams", **tags)
+        if info.interlaced:
+            stream = stream.filter("setfield", info.field_order)
         out_opts: dict[str, str | int] = {"vcodec": s.codec, "pix_fmt": self.pix_fmt, "threads": s.threads,
                                           "fps_mode": "passthrough", "f": "matroska"}
         out_opts.update(s.encoder_options())

@@ -14,16 +14,17 @@ import logging
 from typing import Sequence
 
 import av
+import cv2
 import numpy as np
 
-from vidrestore.video.sink import SWS_MATRIX
+from vidrestore.video.codecs import SWS_MATRIX
 from vidrestore.video.types import Frame
 
 log = logging.getLogger(__name__)
 
-# Planar YUV layouts whose planes can be patched independently (8 bit, and 10/12 bit little-endian).
+# Planar YUV and grey layouts whose planes can be patched independently (8 bit, and 10/12 bit little-endian).
 PATCHABLE_FORMATS = {
-    "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+    "gray", "gray10le", "gray12le", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
     "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
 }
 
@@ -36,56 +37,60 @@ def can_patch(native: av.VideoFrame | None) -> bool:
 
 
 def patch_decoded_picture(frame: Frame, boxes: Sequence[Box],
-                          originals: Sequence[np.ndarray] | None = None) -> bool:
+                          originals: Sequence[np.ndarray] | None = None, *, luma_only: bool = False) -> bool:
     """Make the frame's decoded picture carry its RGB pixels inside `boxes` and nothing else changed.
 
     `originals[n]` is the RGB of box n (inside the frame) as it was before the paste: then only the
     samples covering a pixel that differs from it are rewritten (where the mask was zero, none is);
     without it every sample of the boxes is. On success the frame encodes from the new picture (no
     full-frame colour conversion) and True is returned; frames of other pixel formats are left as
-    they are (the encoder converts the RGB copy).
+    they are (the encoder converts the RGB copy). With `luma_only` only the luma plane is written:
+    the chroma planes stay the decoded picture's, sample for sample (`--colour source`).
     """
     native = frame.decoded
     if not can_patch(native) or not frame.has_rgb or not len(boxes):
         return False
     image = frame.image
-    patched = _copy_picture(native)
+    patched = copy_picture(native)
     steps = _chroma_steps(native)
     for n, box in enumerate(boxes):
         aligned = _align_box(box, steps, native.width, native.height)
         x0, y0, x1, y1 = aligned
         changed = None if originals is None else _changed_pixels(image, box, originals[n], aligned)
         if x1 > x0 and y1 > y0 and (changed is None or changed.any()):
-            _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps, changed)
+            _paste_region(patched, _convert_region(image[y0:y1, x0:x1], native), x0, y0, steps, changed,
+                          planes=1 if luma_only else None)
     frame.set_picture(patched)
     return True
 
 
-def _plane_array(plane: av.video.plane.VideoPlane, dtype: np.dtype) -> np.ndarray:
+def plane_array(plane: av.video.plane.VideoPlane, dtype: np.dtype) -> np.ndarray:
     """A writable (height, width) view of one plane's pixels (line padding cut off)."""
     itemsize = np.dtype(dtype).itemsize
     rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // itemsize)
     return rows[:, : plane.width]
 
 
-def _sample_dtype(picture: av.VideoFrame) -> np.dtype:
+def sample_dtype(picture: av.VideoFrame) -> np.dtype:
     """uint8 for 8-bit formats, uint16 for deeper ones."""
     return np.dtype(np.uint16) if picture.format.components[0].bits > 8 else np.dtype(np.uint8)
 
 
-def _copy_picture(native: av.VideoFrame) -> av.VideoFrame:
+def copy_picture(native: av.VideoFrame) -> av.VideoFrame:
     """A new picture with the same format, size, colour tags and pixels as `native`."""
     copy = av.VideoFrame(native.width, native.height, native.format.name)
     copy.colorspace = native.colorspace
     copy.color_range = native.color_range
-    dtype = _sample_dtype(native)
+    dtype = sample_dtype(native)
     for src, dst in zip(native.planes, copy.planes):
-        _plane_array(dst, dtype)[:] = _plane_array(src, dtype)
+        plane_array(dst, dtype)[:] = plane_array(src, dtype)
     return copy
 
 
 def _chroma_steps(native: av.VideoFrame) -> tuple[int, int]:
     """Horizontal and vertical chroma subsampling factors (2, 2 for 4:2:0)."""
+    if len(native.planes) == 1:  # grey
+        return 1, 1
     luma, chroma = native.planes[0], native.planes[1]
     return max(1, round(luma.width / chroma.width)), max(1, round(luma.height / chroma.height))
 
@@ -133,15 +138,15 @@ def _convert_region(region: np.ndarray, native: av.VideoFrame) -> av.VideoFrame:
 
 
 def _paste_region(picture: av.VideoFrame, region: av.VideoFrame, x0: int, y0: int, steps: tuple[int, int],
-                  changed: np.ndarray | None) -> None:
-    """Copy the planes of `region` into `picture` at (x0, y0) (chroma at the subsampled place): all of
-    each plane, or with `changed` only the samples covering a changed pixel."""
-    dtype = _sample_dtype(picture)
-    for k, (dst, src) in enumerate(zip(picture.planes, region.planes)):
+                  changed: np.ndarray | None, planes: int | None = None) -> None:
+    """Copy the first `planes` planes (None: all) of `region` into `picture` at (x0, y0) (chroma at the
+    subsampled place): all of each plane, or with `changed` only the samples covering a changed pixel."""
+    dtype = sample_dtype(picture)
+    for k, (dst, src) in enumerate(list(zip(picture.planes, region.planes))[:planes]):
         plane_steps = (1, 1) if k == 0 else steps
         px, py = x0 // plane_steps[0], y0 // plane_steps[1]
-        values = _plane_array(src, dtype)
-        target = _plane_array(dst, dtype)
+        values = plane_array(src, dtype)
+        target = plane_array(dst, dtype)
         h = min(values.shape[0], target.shape[0] - py)
         w = min(values.shape[1], target.shape[1] - px)
         window, values = target[py:py + h, px:px + w], values[:h, :w]
@@ -150,3 +155,24 @@ def _paste_region(picture: av.VideoFrame, region: av.VideoFrame, x0: int, y0: in
         else:
             touched = _any_per_sample(changed, plane_steps)[:h, :w]
             window[touched] = values[touched]
+
+
+def keep_chroma_rgb(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """RGB pixels with the luma of `restored` and the chroma of `original` (BT.601 YCbCr), for pictures
+    the planes of which cannot be written separately (RGB formats, images). A grey original stays grey."""
+    luma = cv2.cvtColor(np.ascontiguousarray(restored), cv2.COLOR_RGB2YCrCb)[..., 0]
+    ycc = cv2.cvtColor(np.ascontiguousarray(original), cv2.COLOR_RGB2YCrCb)
+    ycc[..., 0] = luma
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
+def is_grey_rgb(image: np.ndarray) -> bool:
+    """True for an RGB picture whose three channels are equal everywhere (a monochrome image)."""
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
+
+
+def keep_chroma_where_changed(image: np.ndarray, original: np.ndarray) -> None:
+    """In place: the pixels of `image` that differ from `original` take the original's chroma (their own luma)."""
+    changed = np.any(image != original, axis=-1)
+    if changed.any():
+        image[changed] = keep_chroma_rgb(image, original)[changed]

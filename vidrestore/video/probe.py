@@ -104,6 +104,35 @@ def _first_frame(container: av.container.InputContainer, stream: av.VideoStream)
     return None
 
 
+# AVFieldOrder values (libavcodec/defs.h) by the field shown first: TT and TB are top field first.
+FIELD_ORDER_NAMES = {1: "progressive", 2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+FIELD_ORDERS = ("tff", "bff", "progressive")
+
+
+def field_order_of(stream: av.VideoStream, first: av.VideoFrame) -> str:
+    """tff, bff or progressive: the stream's field order where it names one, else "tff" for an
+    interlaced first frame (the common order; --field-order corrects it), else progressive."""
+    named = FIELD_ORDER_NAMES.get(int(stream.codec_context.field_order or 0))
+    if named is not None and (named != "progressive" or not first.interlaced_frame):
+        return named
+    return "tff" if first.interlaced_frame else "progressive"
+
+
+TIMECODE_TAGS = ("timecode", "reel_name")
+
+
+def _with_timecode_tags(tags: dict[str, str], others: tuple[StreamInfo, ...]) -> dict[str, str]:
+    """The video stream's tags with the timecode and reel name of a timecode track added where it lacks
+    them: the QuickTime muxer rebuilds that track from these tags of the video stream it refers to."""
+    tags = dict(tags)
+    for stream in others:
+        if stream.type == "data" and stream.codec is None:
+            for key in TIMECODE_TAGS:
+                if key in stream.metadata and key not in tags:
+                    tags[key] = stream.metadata[key]
+    return tags
+
+
 def probe_container(container: av.container.InputContainer, path: str) -> VideoInfo:
     """Build a VideoInfo from an open input container; decodes one frame, then rewinds."""
     vs = video_stream(container, path)
@@ -137,7 +166,8 @@ def probe_container(container: av.container.InputContainer, path: str) -> VideoI
         rotation=round(first.rotation) % 360,
         sample_aspect_ratio=vs.sample_aspect_ratio or None, color=color, video_index=vs.index,
         first_pts=first.pts, streams=others,
-        metadata=dict(container.metadata), video_metadata=clean_tags(dict(vs.metadata)),
+        metadata=dict(container.metadata), video_metadata=_with_timecode_tags(clean_tags(dict(vs.metadata)), others),
+        field_order=field_order_of(vs, first), profile=cc.profile or None, bit_rate=cc.bit_rate or vs.bit_rate or None,
     )
 
 
@@ -149,6 +179,29 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return probe_container(container, src)
     finally:
         container.close()
+
+
+def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
+    """Up to `count` decoded pictures spread evenly over a file (the first picture after each seek
+    point); only the first for a stream that cannot seek or whose length is unknown."""
+    container = open_input(path)
+    pictures: list[av.VideoFrame] = []
+    try:
+        stream = video_stream(container, path)
+        duration = _duration(container, stream)
+        spots = [duration * k / count for k in range(count)] if duration and stream.time_base else [0.0]
+        for seconds in spots:
+            if seconds:
+                container.seek(round(seconds / stream.time_base) + (stream.start_time or 0), stream=stream,
+                               backward=True)
+            picture = _first_frame(container, stream)
+            if picture is not None:
+                pictures.append(picture)
+    except av.FFmpegError as exc:
+        log.info("%s: sampling frames stopped after %d: %s", path, len(pictures), error_line(exc, os_reason=True))
+    finally:
+        container.close()
+    return pictures
 
 
 # --- the report of `vidrestore probe` ------------------------------------------------------------

@@ -10,6 +10,7 @@ import av
 
 from vidrestore.errors import MediaError
 from vidrestore.video.codecs import check_container_holds
+from vidrestore.video.fields import AV_FIELD_ORDER
 from vidrestore.video.probe import clean_tags, open_input
 from vidrestore.video.types import VideoInfo
 
@@ -128,8 +129,9 @@ def packet_time(pkt: av.Packet) -> Fraction | None:
 
 
 def set_video_tags(stream: av.VideoStream, info: VideoInfo) -> None:
-    """Carry rotation, sample aspect ratio, colour tags and stream tags to an output video stream."""
+    """Carry rotation, sample aspect ratio, colour tags, field order and stream tags to an output video stream."""
     cc = stream.codec_context
+    cc.field_order = AV_FIELD_ORDER[info.field_order]
     if info.rotation:
         stream.set_display_rotation(info.rotation)
     if info.sample_aspect_ratio:

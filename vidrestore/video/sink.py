@@ -25,15 +25,14 @@ import numpy as np
 
 from vidrestore.channel import CLOSED, Channel
 from vidrestore.errors import MediaError, error_line
-from vidrestore.video.codecs import PRESETS, EncoderSettings, check_codec
+from vidrestore.video.codecs import PRESETS, SWS_MATRIX, EncoderSettings, check_codec
+from vidrestore.video.fields import FieldTagger
 from vidrestore.video.paths import check_output, commit_temp, make_temp, remove_quietly
 from vidrestore.video.remux import StreamCopier, packet_time, set_video_tags
 from vidrestore.video.types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)
 
-# AVColorSpace -> swscale colourspace (SWS_CS_*), for RGB -> YUV conversion with the source's matrix.
-SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 MP4_LIKE = {"mp4", "mov", "mov,mp4,m4a,3gp,3g2,mj2", "ipod", "3gp"}
 
 
@@ -150,6 +149,7 @@ class PyAVEncoder:
         try:
             self.pix_fmt = check_codec(target.settings, self.info, self._out, name)
             self._stream = self._add_video_stream()
+            self._fields = FieldTagger(self.info.field_order, self.info.time_base) if self.info.interlaced else None
             self._streams = other_streams(target, self._out)
             self._out.start_encoding()
         except av.FFmpegError as exc:
@@ -214,8 +214,8 @@ class PyAVEncoder:
         picture.pts = self.guard.fix(frame)
         picture.time_base = self.info.time_base
         if frame.duration:
-            picture.duration = frame.duration
-        return picture
+            picture.duration = round(frame.duration * frame.time_base / self.info.time_base)
+        return picture if self._fields is None else self._fields.tag(picture)
 
 
 def check_frame_size(image: np.ndarray, info: VideoInfo) -> None:
@@ -248,7 +248,7 @@ class VideoSink:
                  queue_size: int = 8, encoder: EncoderFactory = PyAVEncoder,
                  thread_name: str = "vidrestore-encode") -> None:
         self.info = info
-        self.settings = (settings or EncoderSettings()).resolved()
+        self.settings = (settings or EncoderSettings()).for_source(info)
         self.out_path = check_output(path, info.path)
         self.copy_streams = copy_streams
         self.stats = SinkStats()

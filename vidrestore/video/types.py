@@ -32,6 +32,7 @@ class Frame:
     _image: np.ndarray | None = field(default=None, repr=False)
     _native: av.VideoFrame | None = field(default=None, repr=False)
     _image_format: str = field(default="rgb24", repr=False)
+    field_of: FieldOf | None = field(default=None, repr=False)  # set on the field pictures of an interlaced frame
 
     @classmethod
     def from_picture(cls, picture: av.VideoFrame, index: int, *, time_base: Fraction,
@@ -105,6 +106,18 @@ class Frame:
         return None if self.pts is None else float(self.pts * self.time_base)
 
 
+@dataclass(frozen=True, eq=False)
+class FieldOf:
+    """What a field picture is: field `number` (0 = first in time) of `parent`, whose lines of
+    `parity` (0 = even, top; 1 = odd, bottom) it holds exactly, the others interpolated; `picture`
+    is the field's picture as made (a field whose picture is still this one was not touched)."""
+
+    parent: Frame
+    number: int
+    parity: int
+    picture: av.VideoFrame
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """A non-video stream of the source (audio, subtitle, data) that the sink copies."""
@@ -154,6 +167,14 @@ class VideoInfo:
     streams: tuple[StreamInfo, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     video_metadata: dict[str, str] = field(default_factory=dict)
+    field_order: str = "progressive"  # tff, bff or progressive (FIELD_ORDERS), from the stream and its frames
+    profile: str | None = None  # the codec profile FFmpeg names ("HQ" for ProRes 422 HQ, "DNXHR HQ", ...)
+    bit_rate: int | None = None  # of the video stream, where the container says (DNxHD's profiles need it)
+
+    @property
+    def interlaced(self) -> bool:
+        """True for a source whose frames hold two fields (top or bottom field first)."""
+        return self.field_order != "progressive"
 
     @property
     def stream_counts(self) -> dict[str, int]:
@@ -180,6 +201,8 @@ class VideoInfo:
             "bit_depth": self.bit_depth,
             "duration": self.duration,
             "rotation": self.rotation,
+            "field_order": self.field_order,
+            "profile": self.profile,
             "sample_aspect_ratio": frac(self.sample_aspect_ratio),
             "color": {"primaries": self.color.primaries, "transfer": self.color.transfer,
                       "matrix": self.color.matrix, "range": self.color.range},

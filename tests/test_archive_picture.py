@@ -1,0 +1,301 @@
+"""The picture as archives hold it, through the real command line on clips the ffmpeg binary made:
+interlaced files keep their structure and get field-correct faces, monochrome stays monochrome, and
+mezzanine codecs come back as they went in. Tiny random-weight restorer, the real RetinaFace."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from picture_media import (
+    REEL,
+    TIMECODE,
+    face_clip,
+    field_flags,
+    interlaced_clip,
+    mezzanine_clip,
+    planes_of,
+    telecined_clip,
+    video_facts,
+)
+from pipeline_support import make_tiny_restorer
+from vidrestore import cli
+from vidrestore.archive.job import ArchiveSettings, archive_video
+from vidrestore.pipeline.job import restore_video
+from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import chroma_is_neutral, monochrome_reason
+from vidrestore.video.probe import probe, sampled_pictures
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("picture")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(media: Path) -> Path:
+    return make_tiny_restorer(media / "tiny.pth")
+
+
+@pytest.fixture(scope="module")
+def tff(media: Path) -> Path:
+    return interlaced_clip(media / "tff.mp4", "tff")
+
+
+@pytest.fixture(scope="module")
+def bff(media: Path) -> Path:
+    return interlaced_clip(media / "bff.mp4", "bff")
+
+
+def run(src: Path, out: Path, model: Path, detector: Path, *options: str) -> None:
+    """`vidrestore SRC OUT` with the tiny model and the real detector, on the CPU; it must succeed."""
+    argv = ["-q", str(src), str(out), "--model", str(model), "--detector", str(detector), "--device", "cpu",
+            "--det-size", "320", "--offline", "--no-progress", *options]
+    assert cli.main(argv) == 0
+
+
+def changed_box(source: list[list[np.ndarray]], output: list[list[np.ndarray]]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) around every luma sample any frame changed (y0 even, so fields line up)."""
+    changed = np.any([s[0] != o[0] for s, o in zip(source, output)], axis=0)
+    ys, xs = np.nonzero(changed)
+    assert len(ys), "some face was restored"
+    return int(ys.min()) & ~1, int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def roughness(picture: np.ndarray) -> float:
+    """Mean |2 r(i) - r(i-1) - r(i+1)| over lines: combing (lines alternating between two pictures) makes it large."""
+    rows = picture.astype(np.float64)
+    return float(np.abs(2 * rows[1:-1] - rows[:-2] - rows[2:]).mean())
+
+
+def inner(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    """The middle half of a box (inside the face, away from the feathered edge of the paste)."""
+    y0, y1, x0, x1 = box
+    dy, dx = (y1 - y0) // 4 & ~1, (x1 - x0) // 4
+    return slice(y0 + dy, y1 - dy), slice(x0 + dx, x1 - dx)
+
+
+# --- interlaced sources --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["tff", "bff"])
+def test_interlaced_file_keeps_frames_timestamps_field_order_and_interlaced_coding(
+        order: str, tff: Path, bff: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):
+    src = tff if order == "tff" else bff
+    out = tmp_path / "out.mp4"
+    run(src, out, tiny_model, detector_weights)
+    before, after = video_facts(src), video_facts(out)
+    assert after["pts"] == before["pts"] and after["time_base"] == before["time_base"]
+    assert after["codec"] == "h264" and after["field_order"] == before["field_order"]
+    flag = "T" if order == "tff" else "B"
+    assert field_flags(src) == [flag] * len(before["pts"])
+    assert field_flags(out) == [flag] * len(before["pts"]), "every frame coded interlaced, in the source's order"
+
+
+def test_fields_are_restored_apart_no_combing_and_lines_outside_faces_exact(
+        tff: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):
+    """Blend 0 gives the source face back through the warps, so what each field got is measurable: its
+    own picture (no lines of the other field in it), against a run that sees each frame as one picture."""
+    fields_out, frames_out = tmp_path / "fields.mkv", tmp_path / "frames.mkv"
+    run(tff, fields_out, tiny_model, detector_weights, "--codec", "ffv1", "--blend", "0")
+    run(tff, frames_out, tiny_model, detector_weights, "--codec", "ffv1", "--blend", "0", "--field-order", "progressive")
+    source, woven, flat = planes_of(tff), planes_of(fields_out), planes_of(frames_out)
+    box = changed_box(source, woven)
+    rows, cols = inner(box)
+
+    def field_error(output: list[list[np.ndarray]]) -> float:
+        """Mean |output field - source field| of the luma inside the face, over both fields of every frame."""
+        return float(np.mean([np.abs(o[0][rows][p::2, cols].astype(np.float64) - s[0][rows][p::2, cols]).mean()
+                              for s, o in zip(source, output) for p in (0, 1)]))
+
+    def field_roughness(planes: list[list[np.ndarray]]) -> float:
+        return float(np.mean([roughness(f[0][rows][p::2, cols]) for f in planes for p in (0, 1)]))
+
+    def frame_roughness(planes: list[list[np.ndarray]]) -> float:
+        return float(np.mean([roughness(f[0][rows, cols]) for f in planes]))
+
+    assert field_roughness(woven) <= field_roughness(source), "no combing inside a restored field"
+    assert field_error(woven) < 0.5 * field_error(flat), "each field restored from its own lines, not both"
+    assert frame_roughness(woven) > 0.5 * frame_roughness(source), "the motion between the fields is kept"
+    assert frame_roughness(flat) < 0.5 * frame_roughness(source), "one picture per frame loses it"
+    y0, y1, x0, x1 = box
+    for s, o in zip(source, woven):
+        outside = np.ones(s[0].shape, dtype=bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(s[0][outside], o[0][outside]), "luma outside the faces is bit-exact"
+        for sc, oc in zip(s[1:], o[1:]):
+            keep = np.ones(sc.shape, dtype=bool)
+            keep[y0 // 2:(y1 + 1) // 2, x0 // 2:(x1 + 1) // 2] = False
+            assert np.array_equal(sc[keep], oc[keep]), "chroma outside the faces is bit-exact"
+
+
+def test_deinterlace_doubles_the_frames_at_field_times(tff: Path, tiny_model: Path, detector_weights: Path,
+                                                      tmp_path: Path):
+    out = tmp_path / "progressive.mkv"
+    run(tff, out, tiny_model, detector_weights, "--codec", "ffv1", "--deinterlace")
+    before, after = video_facts(tff), video_facts(out)
+    frame = Fraction(before["pts"][1] - before["pts"][0]) * before["time_base"]
+    fields = [Fraction(p) * before["time_base"] + k * frame / 2 for p in before["pts"] for k in (0, 1)]
+    step = max(before["time_base"], after["time_base"])
+    times = [Fraction(p) * after["time_base"] for p in after["pts"]]
+    assert len(times) == 2 * len(before["pts"])
+    assert all(abs(t - f) < step for t, f in zip(times, fields)), "one frame per field, at the field's time"
+    assert set(field_flags(out)) == {"P"}
+
+
+def test_telecined_film_keeps_its_frames_timestamps_and_field_order(media: Path, tiny_model: Path,
+                                                                   detector_weights: Path, tmp_path: Path):
+    src = telecined_clip(media / "telecined.mkv")
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights)
+    before, after = video_facts(src), video_facts(out)
+    assert after["pts"] == before["pts"] and len(after["pts"]) == 15
+    assert field_flags(out) == field_flags(src) == ["T"] * 15
+
+
+def test_field_order_flag_overrides_a_wrong_tag(tff: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):
+    out = tmp_path / "out.mp4"
+    run(tff, out, tiny_model, detector_weights, "--field-order", "bff")
+    assert set(field_flags(out)) == {"B"}
+    assert video_facts(out)["field_order"] == 3  # AV_FIELD_BB
+
+
+def test_archive_mode_restores_fields_as_file_mode_does(tff: Path, tiny_model: Path, detector_weights: Path,
+                                                       tmp_path: Path):
+    options = RestoreOptions(model=str(tiny_model), detector=str(detector_weights), device="cpu", det_size=320,
+                             offline=True, codec="ffv1")
+    archived, file_mode = tmp_path / "archived.mkv", tmp_path / "file_mode.mkv"
+    archive_video(tff, archived, options, ArchiveSettings(chunk_seconds=0.2, progress=False))
+    restore_video(tff, file_mode, options, progress=False)
+    assert video_facts(archived)["pts"] == video_facts(file_mode)["pts"]
+    assert field_flags(archived) == field_flags(file_mode) == ["T"] * len(video_facts(tff)["pts"])
+    source, out = planes_of(tff), planes_of(archived)
+    y0, y1, x0, x1 = changed_box(source, out)
+    assert all(np.array_equal(s[0][:, :x0], o[0][:, :x0]) for s, o in zip(source, out)), "lines beside the faces exact"
+
+
+def test_archive_mode_refuses_deinterlace_before_any_work(tff: Path, tiny_model: Path, detector_weights: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "out.mkv"
+    argv = ["-q", "archive", str(tff), str(out), "--model", str(tiny_model), "--detector", str(detector_weights),
+            "--device", "cpu", "--offline", "--deinterlace", "--no-progress"]
+    assert cli.main(argv) == 2
+    assert "--deinterlace" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no output, no work folder"
+
+
+# --- monochrome and colour -----------------------------------------------------------------------
+
+
+def test_monochrome_is_found_by_flat_chroma_and_by_grey_pixel_format(media: Path):
+    grey_in_yuv = face_clip(media / "grey_yuv.mp4", grey=True)
+    grey_format = face_clip(media / "grey.mkv", grey=True, codec=("ffv1",), pix_fmt="gray")
+    colour = face_clip(media / "colour.mp4")
+    assert monochrome_reason(probe(grey_in_yuv)) == "chroma flat at neutral on 5 sampled frames"
+    assert monochrome_reason(probe(grey_format)) == "grey pixel format gray"
+    assert monochrome_reason(probe(colour)) is None
+    assert not any(chroma_is_neutral(p) for p in sampled_pictures(str(colour), 5))
+
+
+def test_monochrome_source_stays_monochrome_bit_exact_in_chroma(media: Path, tiny_model: Path,
+                                                               detector_weights: Path, tmp_path: Path):
+    src = face_clip(media / "mono.mp4", grey=True)
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights, "--codec", "ffv1")
+    source, restored = planes_of(src), planes_of(out)
+    assert len(source) == len(restored) == 12
+    changed_box(source, restored)  # faces were restored: the luma changed
+    for s, o in zip(source, restored):
+        assert all(np.array_equal(sc, oc) for sc, oc in zip(s[1:], o[1:])), "every chroma sample is the source's"
+
+
+def test_restored_colour_on_monochrome_is_what_auto_prevents(media: Path, tiny_model: Path, detector_weights: Path,
+                                                            tmp_path: Path):
+    src = face_clip(media / "mono.mp4", grey=True)
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights, "--codec", "ffv1", "--colour", "restored")
+    assert any(not np.array_equal(s[1], o[1]) for s, o in zip(planes_of(src), planes_of(out))), \
+        "the model's own colours do reach the chroma (so the auto test above can fail)"
+
+
+def test_colour_source_on_a_colour_clip_keeps_chroma_bit_exact(media: Path, tiny_model: Path,
+                                                              detector_weights: Path, tmp_path: Path):
+    src = face_clip(media / "colour.mp4")
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights, "--codec", "ffv1", "--colour", "source")
+    source, restored = planes_of(src), planes_of(out)
+    changed_box(source, restored)
+    for s, o in zip(source, restored):
+        assert all(np.array_equal(sc, oc) for sc, oc in zip(s[1:], o[1:]))
+
+
+def test_colour_source_on_an_image_keeps_a_grey_picture_grey(media: Path, tiny_model: Path, detector_weights: Path,
+                                                             tmp_path: Path):
+    from PIL import Image
+
+    from picture_media import still_picture
+
+    grey = tmp_path / "grey.png"
+    Image.open(still_picture(media / "still.png")).convert("L").resize((320, 320)).save(grey)
+    out = tmp_path / "out.png"
+    run(grey, out, tiny_model, detector_weights)
+    rgb = np.asarray(Image.open(out).convert("RGB"))
+    assert not np.array_equal(rgb[..., 0], np.asarray(Image.open(grey))), "the face was restored"
+    assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
+
+
+# --- mezzanine codecs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "suffix", "codec", "profile", "pix_fmt"), [
+    ("prores", ".mov", "prores", "HQ", "yuv422p10le"),
+    ("dnxhr", ".mov", "dnxhd", "DNXHR HQ", "yuv422p"),
+    ("ffv1", ".mkv", "ffv1", None, "yuv422p10le"),
+])
+def test_mezzanine_in_gives_the_same_codec_profile_pixel_format_and_timecode_out(
+        kind: str, suffix: str, codec: str, profile: str | None, pix_fmt: str, media: Path, tiny_model: Path,
+        detector_weights: Path, tmp_path: Path):
+    src = mezzanine_clip(media / f"{kind}{suffix}", kind)
+    out = tmp_path / f"out{suffix}"
+    run(src, out, tiny_model, detector_weights)
+    before, after = video_facts(src), video_facts(out)
+    assert (before["codec"], before["profile"], before["pix_fmt"]) == (codec, profile, pix_fmt)
+    assert (after["codec"], after["profile"], after["pix_fmt"]) == (codec, profile, pix_fmt)
+    assert after["timecode"] == before["timecode"] == TIMECODE
+    assert after["reel_name"] == REEL
+    assert after["pts"] == before["pts"]
+    if kind == "ffv1":
+        assert ffv1_version_3_with_crc(after["extradata"]), "FFV1 version 3, its header checked by a CRC"
+
+
+def ffv1_version_3_with_crc(extradata: bytes) -> bool:
+    """True when FFV1 extradata ends in the CRC of version 3 headers (FFmpeg's AV_CRC_32_IEEE over the
+    whole header, its stored CRC included, is 0); versions 0 and 1 have no such header at all."""
+    crc = 0
+    for byte in extradata:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return len(extradata) > 4 and crc == 0
+
+
+def test_codec_flag_wins_over_the_source_codec(media: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):
+    src = mezzanine_clip(media / "prores.mov", "prores")
+    out = tmp_path / "out.mov"
+    run(src, out, tiny_model, detector_weights, "--codec", "libx264")
+    assert video_facts(out)["codec"] == "h264"
+    assert video_facts(out)["timecode"] == TIMECODE
+
+
+def test_a_container_that_cannot_hold_the_source_codec_is_refused_before_any_work(
+        media: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    src = mezzanine_clip(media / "dnxhr.mov", "dnxhr")
+    out = tmp_path / "out.mkv"
+    argv = ["-q", str(src), str(out), "--model", str(tiny_model), "--detector", str(detector_weights),
+            "--device", "cpu", "--offline", "--no-progress"]
+    assert cli.main(argv) == 2
+    assert "cannot hold video encoder dnxhd" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
