@@ -22,17 +22,20 @@ from vidrestore.archive.plan import ChunkTask
 from vidrestore.archive.workers import ChunkResult
 from vidrestore.device import resolve_device
 from vidrestore.errors import MediaError, error_line
-from vidrestore.pipeline.job import encoder_settings, face_tracker
+from vidrestore.pipeline.job import add_restoration, encoder_settings, face_tracker
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
+from vidrestore.pipeline.restorer_api import (
+    background_for,
+    load_crop_restorer,
+    load_detector,
+    load_upsampler,
+)
 from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import (
     AnalysedFrame,
     JobCounters,
     analyse_stage,
-    composite_stage,
     encode_stage,
-    restore_stage,
 )
 from vidrestore.video.probe import open_input, video_stream
 from vidrestore.video.source import VideoSource
@@ -113,6 +116,7 @@ class ChunkWorker:
         resolved = resolve_device(options.device)
         self.engine = load_crop_restorer(options, resolved)
         self.detector = load_detector(options, resolved) if options.tracks else None
+        self.network = load_upsampler(options, resolved)
         self.name = f"{os.uname().nodename}:{os.getpid()}:{options.device}"
 
     def restore(self, task: ChunkTask, on_frame: FrameFn | None = None, tries: int = 1) -> ChunkResult:
@@ -122,8 +126,8 @@ class ChunkWorker:
         task.path.parent.mkdir(parents=True, exist_ok=True)
         with VideoSource(task.input, passthrough=True, queue_size=self.options.queue_size,
                          seek_ts=task.seek_ts) as source:
-            sink = open_sink(task.path, source.info, encoder_settings(self.options), backend=self.options.backend,
-                             copy_streams=False)
+            sink = open_sink(task.path, self.options.output_info(source.info), encoder_settings(self.options),
+                             backend=self.options.backend, copy_streams=False)
             try:
                 self._pipeline(source, task, sink, counters, on_frame).run()
                 sink.close()
@@ -137,16 +141,15 @@ class ChunkWorker:
     def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
                   on_frame: FrameFn | None) -> Pipeline:
         """decode window -> analyse -> keep the chunk's frames -> restore -> composite -> encode."""
-        options, engine = self.options, self.engine
+        options = self.options
         tracker = face_tracker(options, self.detector)
-        max_faces = engine.restorer.batch_size if engine is not None else 1
-        return (
+        analysed = (
             Pipeline(options.queue_size)
             .add("decode", decode_window_stage(source, task))
             .add("analyse", analyse_stage(tracker, options.analysis_chunk, only_center=options.only_center_face,
                                           largest=options.largest_face, long_side=options.det_size))
             .add("keep", keep_chunk_stage(task))
-            .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
-            .add("composite", composite_stage(engine, counters))
-            .add("encode", encode_stage(sink, None, on_frame or (lambda: None)))
         )
+        background = background_for(options, self.network, source.info)
+        return (add_restoration(analysed, self.engine, background, counters, options.max_batch_frames)
+                .add("encode", encode_stage(sink, None, on_frame or (lambda: None))))

@@ -187,7 +187,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         workers = WorkerSettings(options, settings.devices, ray_address=settings.ray_address)
         chunk_runner(settings)(plan, todo, workers, chunk_done, bar.update)
     written = join_chunks(input, output, [t.path for t in tasks], [index.pts[t.start] for t in tasks],
-                          options.codec)
+                          options.codec, options.output_info)
     verification = verify_output(output, index)
     if not verification.ok:
         log.warning("%s: %d frames written, the source has %d%s", output, written, index.frames,

@@ -5,9 +5,9 @@ The output is written under a temporary name and renamed into place when complet
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import av
 
@@ -87,15 +87,17 @@ def add_video_stream(out: av.container.OutputContainer, template: Path, info: Vi
     return stream
 
 
-def join_chunks(input: Path, output: Path, chunks: Sequence[Path], first_pts: Sequence[int], codec: str) -> int:
+def join_chunks(input: Path, output: Path, chunks: Sequence[Path], first_pts: Sequence[int], codec: str,
+                output_info: Callable[[VideoInfo], VideoInfo] | None = None) -> int:
     """Write `output` from the chunk files (in order; `first_pts`: each one's first source PTS) and the
-    input's other streams; returns the video packets written."""
+    input's other streams; returns the video packets written. `output_info` gives the video's tags
+    (SAR, colour) from the source's when the chunks are upscaled."""
     info = probe(input)
     temp = make_temp(output)
     written = 0
     try:
         with av.open(str(temp), "w") as out:
-            stream = add_video_stream(out, chunks[0], info, codec)
+            stream = add_video_stream(out, chunks[0], output_info(info) if output_info else info, codec)
             copier = StreamCopier(info, out, str(output))
             guard = DtsGuard()
             try:

@@ -1,7 +1,7 @@
 """The stages of the data path (DESIGN.md section 2) and the records that flow between them.
 
-    decode -> analyse -> restore -> composite -> encode
-    Frame     AnalysedFrame  RestoredBatch  OutputFrame
+    decode -> analyse -> restore -> [upscale] -> composite -> encode
+    Frame     AnalysedFrame  RestoredBatch            OutputFrame
 
 Each stage function takes the iterable of items from the stage before and yields its own, in order,
 so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
@@ -25,8 +25,9 @@ from vidrestore.faces.align import paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.crop_restorer import CropRestorer
-from vidrestore.video.sink import VideoSink
+from vidrestore.models.upsampler import Background
 from vidrestore.video.patch import patch_decoded_picture
+from vidrestore.video.sink import VideoSink
 from vidrestore.video.source import VideoSource
 from vidrestore.video.types import Frame
 
@@ -245,6 +246,24 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
             yield RestoredBatch(group, face_frame, crops, matrices)
 
     return restore
+
+
+def upscale_stage(background: Background) -> StageFn:
+    """Upscale: every frame of a batch brought to the output size (the background upsampler batched over
+    the batch's frames), and the faces' matrices with it, so the composite pastes the restored crops
+    (restored from the source's pixels) at the output size: faces keep the model's detail."""
+
+    def upscale(batches: Iterable[RestoredBatch]) -> Iterator[RestoredBatch]:
+        for batch in batches:
+            sources = [item.frame.image for item in batch.items]
+            outputs = background.upscale(sources)
+            if batch.matrices is not None:
+                batch.matrices = background.paste_matrices(batch.matrices, batch.face_frame, sources, outputs)
+            for item, image in zip(batch.items, outputs):
+                item.frame.replace_image(image)
+            yield batch
+
+    return upscale
 
 
 def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False,
