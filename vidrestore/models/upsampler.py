@@ -36,6 +36,7 @@ UNSHUFFLE = {1: 4, 2: 2, 4: 1}  # Real-ESRGAN x1/x2 pixel-unshuffle their input 
 TILE_PAD = 10  # pixels of context around each tile, as Real-ESRGAN's tile_pad
 TILE_MULTIPLE = 4  # tile sides are multiples of this: the x2/x1 RRDBNets pixel-unshuffle by 2/4
 DEFAULT_TILE = 400
+FRAMES_PER_CALL = 4  # frames whose tiles go through the network together: bounds the float copies of them
 
 
 def lanczos_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -211,7 +212,10 @@ class Background:
     def _upscale_same_size(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         height, width = images[0].shape[:2]
         out_w, out_h = self.output_size(height, width)
-        upscaled = self.network.upscale(images) if self.network is not None else images
+        upscaled = images
+        if self.network is not None:
+            upscaled = [out for start in range(0, len(images), FRAMES_PER_CALL)
+                        for out in self.network.upscale(images[start : start + FRAMES_PER_CALL])]
         return [lanczos_resize(image, out_w, out_h) for image in upscaled]
 
     @staticmethod
