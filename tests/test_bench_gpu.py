@@ -20,7 +20,8 @@ SECTIONS = ["# GPU benchmark run", "## Environment", "## Targets (DESIGN.md sect
 # a figure that each benchmark's main table must carry as a number
 FIGURES = {"restorer": ("restorer points", "faces_per_s"), "pipeline": ("end to end", "fps"),
            "live": ("live", "p95_ms"), "server": ("server", "images_per_s"),
-           "training": ("iterations", "iterations_per_s"), "archive": ("archive", "fps")}
+           "training": ("iterations", "iterations_per_s"), "archive": ("archive", "fps"),
+           "upscale": ("upscale", "fps")}
 
 
 def _number(value: object) -> bool:

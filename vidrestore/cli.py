@@ -127,8 +127,8 @@ def _add_bench_upscale_parser(bsub: argparse._SubParsersAction) -> None:
     up.add_argument("--size", default="720p", help="source size: 720p (default), 1080p or WxH; output is 2x")
     up.add_argument("--frames", type=int, default=2, help="frames timed per point (default 2)")
     up.add_argument("--tile", type=int, default=400, help="Real-ESRGAN tile side (default 400)")
-    up.add_argument("--full-tiles", type=int, default=1, help="on a CPU, tiles the full network is timed on "
-                    "(default 1; its fps is computed from the tiles per frame)")
+    up.add_argument("--cpu-tiles", type=int, default=2, help="on a CPU, tiles each network is timed on "
+                    "(default 2; fps is computed from the tiles per frame)")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
