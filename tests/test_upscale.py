@@ -21,7 +21,7 @@ from pipeline_support import (
     rgb_frames,
     test_options,
 )
-from server_support import FACE, assert_error, decode, live_server
+from server_support import FACE, assert_error, decode, live_server, wait_for
 from upscale_support import make_tiny_parsenet, make_tiny_realesrgan
 from videogen import make_video, other_packets, video_pts
 
@@ -323,7 +323,8 @@ def test_live_mode_delivers_upscaled_frames(work: dict[str, Path], detector_weig
     assert sink.shapes and set(sink.shapes) == {(128, 192, 3)}
 
 
-def test_http_api_takes_upscale_and_mask(work: dict[str, Path], detector_weights: Path, media_dir: Path) -> None:
+def test_http_api_takes_upscale_and_mask(work: dict[str, Path], detector_weights: Path, media_dir: Path,
+                                         tmp_path: Path) -> None:
     restorer = Restorer(test_options(work["model"], detector_weights, mask="parse", parser=str(work["parser"])))
     face = (media_dir / "faces" / FACE).read_bytes()
     with live_server(restorer, max_image_bytes=2_000_000, max_pixels=1_000_000) as (_, client):
@@ -342,6 +343,16 @@ def test_http_api_takes_upscale_and_mask(work: dict[str, Path], detector_weights
                                   content=face).content)
         rgb = np.asarray(Image.open(io.BytesIO(face)).convert("RGB"))
         assert np.array_equal(none, lanczos_resize(rgb, 1024, 1024))
+
+        job = client.post("/v1/videos", params={"model": "none", "upscale": 2, "format": "mkv"},
+                          content=work["small"].read_bytes(), headers={"content-type": "video/mp4"})
+        assert job.status_code == 202, job.text
+        url = f"/v1/jobs/{job.json()['id']}"
+        wait_for(lambda: client.get(url).json()["state"] not in ("queued", "running"), "the video job")
+        assert client.get(url).json()["state"] == "done"
+        result = tmp_path / "result.mkv"
+        result.write_bytes(client.get(f"{url}/result").content)
+        assert (probe(str(result)).width, probe(str(result)).height) == (192, 128)
 
 
 def test_frames_of_a_batch_share_the_networks_calls(work: dict[str, Path]) -> None:
