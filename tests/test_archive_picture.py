@@ -299,3 +299,16 @@ def test_a_container_that_cannot_hold_the_source_codec_is_refused_before_any_wor
     assert cli.main(argv) == 2
     assert "cannot hold video encoder dnxhd" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+
+def test_upscaling_an_interlaced_source_needs_deinterlace(tff: Path, tiny_model: Path, detector_weights: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["-q", str(tff), str(tmp_path / "woven.mkv"), "--model", str(tiny_model), "--detector",
+            str(detector_weights), "--device", "cpu", "--offline", "--no-progress", "--upscale", "2"]
+    assert cli.main(argv) == 2 and "add --deinterlace" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    run(tff, tmp_path / "p.mkv", tiny_model, detector_weights, "--upscale", "2", "--deinterlace")
+    facts, source = video_facts(tmp_path / "p.mkv"), probe(tff)
+    assert len(facts["pts"]) == 2 * len(video_facts(tff)["pts"]) and (source.width * 2, source.height * 2) == (
+        probe(tmp_path / "p.mkv").width, probe(tmp_path / "p.mkv").height)

@@ -21,7 +21,8 @@ SECTIONS = ["# GPU benchmark run", "## Environment", "## Targets (DESIGN.md sect
 FIGURES = {"restorer": ("restorer points", "faces_per_s"), "pipeline": ("end to end", "fps"),
            "live": ("live", "p95_ms"), "server": ("server", "images_per_s"),
            "training": ("iterations", "iterations_per_s"), "archive": ("archive", "fps"),
-           "picture": ("picture", "fps")}
+           "picture": ("picture", "fps"),
+           "upscale": ("upscale", "fps")}
 
 
 def _number(value: object) -> bool:

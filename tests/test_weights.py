@@ -165,6 +165,8 @@ def test_manifest_lists_the_release_files_with_valid_checks():
         "ffhq_component_boxes":
             "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/FFHQ_eye_mouth_landmarks_512.pth",
         "niqe_pristine": "https://github.com/XPixelGroup/BasicSR/raw/master/basicsr/metrics/niqe_pris_params.npz",
+        "RealESRGAN_x2plus": "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth",
+        "RealESRGAN_x4plus": "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
     }
     assert {name: spec.url for name, spec in weights.known().items()} == expected_urls
     for spec in weights.known().values():

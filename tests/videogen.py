@@ -42,7 +42,7 @@ def make_video(path: Path, *, frames: int = 24, size: tuple[int, int] = (96, 64)
                rotation: int = 0, audio_languages: Sequence[str] = (), audio_seconds: float | None = None,
                subtitle: bool = False, bframes: int = 2, title: str | None = None,
                chapters: bool = False, color: tuple[int, int, int, int] | None = None,
-               options: dict[str, str] | None = None) -> list[int]:
+               options: dict[str, str] | None = None, sar: Fraction | None = None) -> list[int]:
     """Write a video with the given features; returns the PTS list of its frames (in 1/15360)."""
     w, h = size
     out = av.open(str(path), "w")
@@ -58,6 +58,8 @@ def make_video(path: Path, *, frames: int = 24, size: tuple[int, int] = (96, 64)
     v.codec_context.time_base = TB
     if rotation:
         v.set_display_rotation(rotation)
+    if sar:
+        v.codec_context.sample_aspect_ratio = sar
     if color:
         cc = v.codec_context
         cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = color

@@ -7,6 +7,9 @@ from typing import Any
 
 ArgumentGroup = Any  # argparse's _ArgumentGroup or an ArgumentParser
 
+# RestoreOptions fields of the paste-back mask and the output size, which every mode takes
+OUTPUT_SIZE_OPTIONS = ("mask", "parser", "upscale", "square_pixels", "bg_upsampler", "bg_model", "bg_tile", "matrix")
+
 
 def add_model_arguments(group: ArgumentGroup, *, tracking: bool = True) -> None:
     """--model, --detector, --device, --precision, --batch-size, --det-size, --blend, face selection.
@@ -30,6 +33,26 @@ def add_model_arguments(group: ArgumentGroup, *, tracking: bool = True) -> None:
         group.add_argument("--detect-every", type=int, help="run the detector every K frames, track in between "
                            "(default 5)")
         group.add_argument("--largest-face", action="store_true", default=None, help="restore only the largest face")
+    add_output_size_arguments(group)
+
+
+def add_output_size_arguments(group: ArgumentGroup) -> None:
+    """--mask and --parser (how faces are pasted), --upscale and the background upsampler's options."""
+    group.add_argument("--mask", choices=["box", "parse"], help="paste-back mask: box (feathered square, default) "
+                       "or parse (face parsing: follows face and hair)")
+    group.add_argument("--parser", help="face parser weights for --mask parse (default parsenet) or a path")
+    group.add_argument("--upscale", type=float, help="output size: N times the input's (default 1; 2, 4, ...); "
+                       "faces are pasted at that size")
+    group.add_argument("--square-pixels", action="store_true", default=None,
+                       help="fold the sample aspect ratio into the width (720x576 16:9 at 2x: 2048x1152)")
+    group.add_argument("--bg-upsampler", choices=["lanczos", "realesrgan", "none"],
+                       help="background upsampler with --upscale: lanczos (default), realesrgan, or none "
+                       "(no network: the same Lanczos resize)")
+    group.add_argument("--bg-model", help="Real-ESRGAN weights (default RealESRGAN_x2plus up to 2x, x4plus above) "
+                       "or a path")
+    group.add_argument("--bg-tile", type=int, help="Real-ESRGAN tile side in pixels (default 400; 0: whole frames)")
+    group.add_argument("--matrix", choices=["keep", "bt709"], help="output YUV matrix when upscaling: keep (the "
+                       "source's, tagged; default) or bt709 (converted)")
 
 
 def add_run_flags_everywhere(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from vidrestore import __version__
-from vidrestore.arguments import add_model_arguments, add_run_flags_everywhere
+from vidrestore.arguments import (
+    OUTPUT_SIZE_OPTIONS,
+    add_model_arguments,
+    add_run_flags_everywhere,
+)
 from vidrestore.errors import Terminated, VidrestoreError
 
 log = logging.getLogger("vidrestore")
@@ -97,7 +101,8 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture}")
+    bsub = p.add_subparsers(dest="bench_command", required=True,
+                            metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture,upscale}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -116,11 +121,21 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_gpu_parser(bsub)
     _add_bench_archive_parser(bsub)
     _add_bench_picture_parser(bsub)
+    _add_bench_upscale_parser(bsub)
 
 
 def _add_bench_picture_parser(bsub: argparse._SubParsersAction) -> None:
     pp = _bench_subparser(bsub, "picture", "interlaced 576i: field-correct vs --deinterlace vs progressive fps", "device", "detector", "output")
     pp.add_argument("--seconds", type=float, default=1.0, help="length of the clip (25 frames a second)")
+
+
+def _add_bench_upscale_parser(bsub: argparse._SubParsersAction) -> None:
+    up = _bench_subparser(bsub, "upscale", "background upsampling fps: Lanczos vs Real-ESRGAN (small, full)", "device", "output")
+    up.add_argument("--size", default="720p", help="source size: 720p (default), 1080p or WxH; output is 2x")
+    up.add_argument("--frames", type=int, default=2, help="frames timed per point (default 2)")
+    up.add_argument("--tile", type=int, default=400, help="Real-ESRGAN tile side (default 400)")
+    up.add_argument("--cpu-tiles", type=int, default=2, help="on a CPU, tiles each network is timed on "
+                    "(default 2; fps is computed from the tiles per frame)")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
@@ -267,7 +282,7 @@ def _restore_options(args: argparse.Namespace):
     """The main job's RestoreOptions: the preset (--config) with the options given on the command line."""
     from vidrestore.pipeline.options import load_options
 
-    overrides = {name: getattr(args, name) for name in RESTORE_OVERRIDES}
+    overrides = {name: getattr(args, name) for name in (*RESTORE_OVERRIDES, *OUTPUT_SIZE_OPTIONS)}
     overrides["offline"] = True if args.offline else None
     return load_options(args.config, overrides)
 

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_RESOURCE = "weights_manifest.json"  # inside the vidrestore package
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent  # the repository, when running from a checkout
-KINDS = ("restorer", "detector", "parser", "training")
+KINDS = ("restorer", "detector", "parser", "upsampler", "training")
 
 ENV_DIRS = "VIDRESTORE_WEIGHTS"
 ENV_OFFLINE = "VIDRESTORE_OFFLINE"

@@ -22,18 +22,16 @@ from vidrestore.archive.plan import ChunkTask
 from vidrestore.archive.workers import ChunkResult
 from vidrestore.device import resolve_device
 from vidrestore.errors import MediaError, error_line
-from vidrestore.pipeline.job import add_fields, add_weave, encoder_settings, face_tracker
+from vidrestore.pipeline.job import add_fields, add_restoration, add_weave, encoder_settings, face_tracker
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.picture import PicturePlan, check_chunkable, picture_plan
-from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
+from vidrestore.pipeline.restorer_api import background_for, load_crop_restorer, load_detector, load_upsampler
 from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import (
     AnalysedFrame,
     JobCounters,
     analyse_stage,
-    composite_stage,
     encode_stage,
-    restore_stage,
 )
 from vidrestore.video.probe import open_input, video_stream
 from vidrestore.video.source import VideoSource
@@ -114,6 +112,7 @@ class ChunkWorker:
         resolved = resolve_device(options.device)
         self.engine = load_crop_restorer(options, resolved)
         self.detector = load_detector(options, resolved) if options.tracks else None
+        self.network = load_upsampler(options, resolved)
         self.name = f"{os.uname().nodename}:{os.getpid()}:{options.device}"
 
     def restore(self, task: ChunkTask, on_frame: FrameFn | None = None, tries: int = 1) -> ChunkResult:
@@ -125,8 +124,8 @@ class ChunkWorker:
                          seek_ts=task.seek_ts) as source:
             plan = picture_plan(source.info, self.options)
             check_chunkable(plan)
-            sink = open_sink(task.path, plan.output, encoder_settings(self.options), backend=self.options.backend,
-                             copy_streams=False)
+            sink = open_sink(task.path, self.options.output_info(plan.output), encoder_settings(self.options),
+                             backend=self.options.backend, copy_streams=False)
             try:
                 self._pipeline(source, task, sink, counters, on_frame, plan).run()
                 sink.close()
@@ -156,12 +155,8 @@ class ChunkWorker:
 
     def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
                   on_frame: FrameFn | None, plan: PicturePlan) -> Pipeline:
-        """The chunk's analysis -> restore -> composite -> [weave] -> encode."""
-        engine = self.engine
-        max_faces = engine.restorer.batch_size if engine is not None else 1
-        pipeline = (
-            self.analysis_pipeline(source, task, plan)
-            .add("restore", restore_stage(engine, max_faces, self.options.max_batch_frames))
-            .add("composite", composite_stage(engine, counters, luma_only=plan.luma_only))
-        )
+        """The chunk's analysis -> restore -> [upscale] -> composite -> [weave] -> encode."""
+        background = background_for(self.options, self.network, source.info)
+        pipeline = add_restoration(self.analysis_pipeline(source, task, plan), self.engine, background, counters,
+                                   self.options.max_batch_frames, luma_only=plan.luma_only)
         return add_weave(pipeline, plan).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))

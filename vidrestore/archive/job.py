@@ -214,7 +214,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         chunk_runner(settings)(plan, todo, workers, chunk_done, bar.update)
     phases["chunks"] = time.perf_counter() - started - sum(phases.values())
     written = join_chunks(input, output, [t.path for t in tasks], [index.pts[t.start] for t in tasks],
-                          plan_of_picture.output)
+                          options.output_info(plan_of_picture.output))
     phases["join"] = time.perf_counter() - started - sum(phases.values())
     verification = verify_output(output, index)
     phases["verify"] = time.perf_counter() - started - sum(phases.values())

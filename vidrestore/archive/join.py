@@ -5,9 +5,9 @@ The output is written under a temporary name and renamed into place when complet
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import av
 

@@ -1,9 +1,9 @@
 """`vidrestore bench gpu` (or `python -m vidrestore.bench.gpu`): every GPU figure of DESIGN.md section 7 in one
 run with a total time budget, written as report.md, figures.json and run.log into one folder.
 
-The benchmarks run in order of value (restorer, pipeline, live, server, training, archive, picture), one at a
-time in a worker process (vidrestore.bench.gpu_worker). Each gets a share of the time left and checks it
-between its points; one that overruns its share by more than the grace is stopped by force (its
+The benchmarks run in order of value (restorer, pipeline, live, server, training, archive, picture, upscale),
+one at a time in a worker process (vidrestore.bench.gpu_worker). Each gets a share of the time left and
+checks it between its points; one that overruns its share by more than the grace is stopped by force (its
 process group killed) and keeps what it recorded; one that fails is reported with its error; in both
 cases the next starts in a fresh worker. A benchmark that no longer fits in the total is skipped, and the
 report says so. The report is rewritten after every benchmark, so an outside time limit leaves one too.
@@ -55,6 +55,7 @@ SUITE: tuple[Spec, ...] = (
     Spec("training", "Training, 512 px bf16", f"{SUITE_MODULE}:training", 60, 15),
     Spec("archive", "Archive mode, 1 vs 2 workers", f"{SUITE_MODULE}:archive", 20, 0),
     Spec("picture", "Interlaced 576i, field-correct vs progressive", f"{SUITE_MODULE}:picture", 15, 0),
+    Spec("upscale", "Background upsampling 2x, 720p", f"{SUITE_MODULE}:upscale", 10, 0),
 )
 MACHINE = Spec("machine", "Environment", f"{SUITE_MODULE}:machine", 0, 0)
 MACHINE_BUDGET_S = 60.0

@@ -517,3 +517,11 @@ def picture(task: Task) -> None:
     from vidrestore.bench import picture as picture_bench
 
     picture_bench.gpu_benchmark(task)
+# --- upscale -------------------------------------------------------------------------------------
+
+
+def upscale(task: Task) -> None:
+    """Background upsampling 2x at 720p: Lanczos, and Real-ESRGAN small and full in bf16 tiles."""
+    from vidrestore.bench import upscale as upscale_bench
+
+    upscale_bench.gpu_benchmark(task)

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vidrestore.arguments import add_model_arguments
+from vidrestore.arguments import OUTPUT_SIZE_OPTIONS, add_model_arguments
 from vidrestore.errors import VidrestoreError
 from vidrestore.live import POLICIES
 
@@ -125,7 +125,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if args.segment_seconds is not None and not args.record:
         raise VidrestoreError("--segment-seconds goes with --record")
-    overrides = {name: getattr(args, name) for name in MODEL_OVERRIDES}
+    overrides = {name: getattr(args, name) for name in (*MODEL_OVERRIDES, *OUTPUT_SIZE_OPTIONS)}
     overrides["offline"] = True if getattr(args, "offline", False) else None
     options = load_options(args.config, overrides)
     live = LiveOptions(policy=args.policy, max_latency=args.max_latency / 1000.0, duration=args.duration,

@@ -25,8 +25,14 @@ from vidrestore.faces.tracker import FaceTracker, TrackerConfig
 from vidrestore.live import POLICIES
 from vidrestore.live.source import LiveSource
 from vidrestore.live.types import AudioSink, LiveFrame, LiveOutput, LiveSink, LiveStats
+from vidrestore.pipeline.job import add_restoration
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.restorer_api import load_crop_restorer, load_detector
+from vidrestore.pipeline.restorer_api import (
+    background_for,
+    load_crop_restorer,
+    load_detector,
+    load_upsampler,
+)
 from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import (
     AnalysedFrame,
@@ -34,8 +40,6 @@ from vidrestore.pipeline.stages import (
     OutputFrame,
     StageFn,
     analyse_stage,
-    composite_stage,
-    restore_stage,
 )
 
 log = logging.getLogger(__name__)
@@ -217,13 +221,13 @@ class _StatsLogger:
 
 
 def _load_models(options: RestoreOptions) -> tuple:
-    """The restoration core and a causal face tracker (no look-ahead) for the options."""
+    """The restoration core, a causal face tracker (no look-ahead) and the output-size background."""
     device = resolve_device(options.device)
     engine = load_crop_restorer(options, device)
     tracker = None
     if options.tracks:
         tracker = FaceTracker(load_detector(options, device), TrackerConfig(detect_every=options.detect_every, lag=0))
-    return engine, tracker
+    return engine, tracker, background_for(options, load_upsampler(options, device))
 
 
 def _close_all(sinks: Sequence[LiveSink]) -> None:
@@ -245,7 +249,7 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
     options = options or RestoreOptions()
     live = live or LiveOptions()
     try:
-        engine, tracker = _load_models(options)
+        engine, tracker, background = _load_models(options)
     except BaseException:
         _close_all(sinks)  # the sinks are ours from the start: nothing is left running on failure
         raise
@@ -253,17 +257,15 @@ def run_live(source: LiveSource, sinks: Sequence[LiveSink], options: RestoreOpti
     inflight = InFlight()
     hub = SinkHub(sinks, stats, source, live.idle_interval)
     logger = _StatsLogger(stats, live.stats_interval)
-    max_faces = engine.restorer.batch_size if engine is not None else 1
-    pipeline = (
+    analysed = (
         Pipeline(queue_size=1)
         .add("source", source_stage(source, inflight, live, lambda: pipeline.stopping))
         .add("analyse", analyse_stage(tracker, 1, only_center=options.only_center_face, largest=options.largest_face,
                                       long_side=options.det_size))
         .add("policy", policy_stage(live))
-        .add("restore", restore_stage(engine, max_faces, 1))
-        .add("composite", composite_stage(engine, JobCounters(), write_back=False))
-        .add("deliver", deliver_stage(hub, inflight))
     )
+    pipeline = (add_restoration(analysed, engine, background, JobCounters(), 1, write_back=False)
+                .add("deliver", deliver_stage(hub, inflight)))
     for sink in sinks:
         if isinstance(sink, AudioSink):
             source.add_audio_sink(sink)

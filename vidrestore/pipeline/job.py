@@ -23,15 +23,19 @@ from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
 from vidrestore.faces.detector import FaceDetector
 from vidrestore.faces.tracker import FaceTracker, TrackerConfig
+from vidrestore.models.crop_restorer import CropRestorer
+from vidrestore.models.upsampler import Background
 from vidrestore.pipeline.image_io import check_image_output
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.picture import PicturePlan, picture_plan
 from vidrestore.pipeline.restorer_api import (
     ImageReport,
     Restorer,
+    background_for,
     is_image_path,
     load_crop_restorer,
     load_detector,
+    load_upsampler,
 )
 from vidrestore.pipeline.runner import Pipeline, StageFn, StageTiming
 from vidrestore.pipeline.stages import (
@@ -42,6 +46,7 @@ from vidrestore.pipeline.stages import (
     encode_stage,
     fields_stage,
     restore_stage,
+    upscale_stage,
     weave_stage,
 )
 from vidrestore.video.codecs import EncoderSettings
@@ -185,12 +190,24 @@ ProgressFn = Callable[[int, "int | None"], None]
 
 
 def _models(options: RestoreOptions, restorer: Restorer | None) -> tuple:
-    """(restoration core or None, detector or None): the loaded restorer's, or loaded for the options."""
+    """(restoration core or None, detector or None, background network or None): the loaded restorer's,
+    or loaded for the options."""
     if restorer is not None:
-        return restorer.engine, restorer.detector if options.tracks else None
+        network = restorer.network if options.background == "realesrgan" else None
+        return restorer.engine, restorer.detector if options.tracks else None, network
     device = resolve_device(options.device)
     engine = load_crop_restorer(options, device)
-    return engine, load_detector(options, device) if options.tracks else None
+    return engine, load_detector(options, device) if options.tracks else None, load_upsampler(options, device)
+
+
+def add_restoration(pipeline: Pipeline, engine: CropRestorer | None, background: Background | None,
+                    counters: JobCounters, max_frames: int, **composite: bool) -> Pipeline:
+    """restore -> (upscale, when the output is larger) -> composite: the stages every mode runs."""
+    max_faces = engine.restorer.batch_size if engine is not None else 1
+    pipeline.add("restore", restore_stage(engine, max_faces, max_frames))
+    if background is not None:
+        pipeline.add("upscale", upscale_stage(background))
+    return pipeline.add("composite", composite_stage(engine, counters, **composite))
 
 
 def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,
@@ -210,15 +227,15 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
         check_output(compare, input)
         if Path(compare).resolve() == output.resolve():
             raise VidrestoreError(f"--compare must name another file than the output: {compare}")
-    engine, detector = _models(options, restorer)
+    engine, detector, network = _models(options, restorer)
     tracker = face_tracker(options, detector)  # with --model none too: faces are found and counted
     started = time.perf_counter()
     counters = JobCounters()
     with open_video(input, options) as source:
         plan = picture_plan(source.info, options)
-        outputs = _Outputs(output, Path(compare) if compare else None, plan.output, options)
+        outputs = _Outputs(output, Path(compare) if compare else None, options.output_info(plan.output), options)
+        background = background_for(options, network, source.info)
         try:  # from the moment the outputs exist: whatever stops the job, no temporary file stays
-            max_faces = engine.restorer.batch_size if engine is not None else 1
             total = expected_frames(plan.output)
             with progress_bar(total, input.name, progress) as bar:
 
@@ -228,12 +245,9 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                     if on_progress is not None:
                         on_progress(counters.encoded, total)
 
-                pipeline = (
-                    analysis_pipeline(source, tracker, options, plan=plan)
-                    .add("restore", restore_stage(engine, max_faces, options.max_batch_frames))
-                    .add("composite", composite_stage(engine, counters, keep_before=compare is not None,
-                                                      luma_only=plan.luma_only))
-                )
+                pipeline = add_restoration(analysis_pipeline(source, tracker, options, plan=plan), engine,
+                                           background, counters, options.max_batch_frames,
+                                           keep_before=compare is not None, luma_only=plan.luma_only)
                 add_weave(pipeline, plan).add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
                 pipeline.run(cancel)
         except BaseException:

@@ -20,6 +20,8 @@ import yaml
 from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.video.codecs import AUTO_CODEC, check_quality, takes_quality
 from vidrestore.video.probe import FIELD_ORDERS
+from vidrestore.video.geometry import Upscale, output_info
+from vidrestore.video.types import VideoInfo
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -30,6 +32,9 @@ PRESET_FOLDER = "presets"  # inside the vidrestore package
 DEFAULT_PRESET = "default"
 NO_MODEL = "none"
 COLOUR_MODES = ("auto", "source", "restored")
+MASKS = ("box", "parse")
+BG_UPSAMPLERS = ("lanczos", "realesrgan", "none")  # none: no network on the background (a Lanczos resize)
+MATRICES = ("keep", "bt709")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,14 @@ class RestoreOptions:
     field_order: str | None = None  # tff, bff or progressive; None: what the stream says
     deinterlace: bool = False  # interlaced sources: progressive output at field rate instead of woven fields
     colour: str = "auto"  # source: restored luma only, the source's chroma kept; restored; auto: source if monochrome
+    mask: str = "box"  # paste-back mask: feathered box, or face parsing (face and hair)
+    parser: str = "parsenet"  # face parser weights (name or path) for mask=parse
+    upscale: float = 1.0  # output size: this factor times the stored size
+    square_pixels: bool = False  # fold the sample aspect ratio into the width (square output pixels)
+    bg_upsampler: str | None = None  # lanczos, realesrgan or none; default lanczos when upscaling
+    bg_model: str | None = None  # Real-ESRGAN weights; default RealESRGAN_x2plus up to 2x, x4plus above
+    bg_tile: int = 400  # Real-ESRGAN tile side in pixels (0: whole frames)
+    matrix: str = "keep"  # output YUV matrix: keep (tagged), or bt709 (converted; with upscaling)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.blend <= 1.0:
@@ -75,7 +88,38 @@ class RestoreOptions:
             raise VidrestoreError(f"field-order must be one of {', '.join(FIELD_ORDERS)}, not {self.field_order!r}")
         if self.colour not in COLOUR_MODES:
             raise VidrestoreError(f"colour must be one of {', '.join(COLOUR_MODES)}, not {self.colour!r}")
+        self._check_upscaling()
         check_quality(self.codec, self.crf)  # before any model is loaded or file opened
+
+    def _check_upscaling(self) -> None:
+        """The mask, upscale and background options make sense together."""
+        for name, value, choices in (("mask", self.mask, MASKS), ("matrix", self.matrix, MATRICES),
+                                     ("bg-upsampler", self.bg_upsampler or "lanczos", BG_UPSAMPLERS)):
+            if value not in choices:
+                raise VidrestoreError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        if not self.upscale >= 1.0:
+            raise VidrestoreError(f"upscale must be 1 or more, not {self.upscale}")
+        if self.bg_tile < 0:
+            raise VidrestoreError(f"bg-tile must be 0 (whole frames) or more, not {self.bg_tile}")
+        if self.background == "realesrgan" and self.upscale == 1.0:
+            raise VidrestoreError("--bg-upsampler realesrgan needs --upscale above 1")
+        if self.matrix != "keep" and not self.upscales:
+            raise VidrestoreError("--matrix bt709 converts frames that are upscaled: use it with --upscale "
+                                  "or --square-pixels")
+
+    @property
+    def upscales(self) -> bool:
+        """True when the output is not the stored size (every frame is then resized)."""
+        return self.upscale != 1.0 or self.square_pixels
+
+    def output_info(self, info: VideoInfo) -> VideoInfo:
+        """What the output of a video with this `info` is: upscaled size, SAR, colour tags (`info` at 1x)."""
+        return output_info(info, Upscale(self.upscale, self.square_pixels), self.matrix)
+
+    @property
+    def background(self) -> str:
+        """The background upsampler in effect: lanczos unless realesrgan is asked (none is a plain resize)."""
+        return "realesrgan" if self.bg_upsampler == "realesrgan" else "lanczos"
 
     @property
     def restores(self) -> bool:

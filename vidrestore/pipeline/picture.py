@@ -118,6 +118,9 @@ def picture_plan(info: VideoInfo, options: RestoreOptions) -> PicturePlan:
     if field_order != "progressive" and not options.deinterlace and info.pix_fmt not in PATCHABLE_FORMATS:
         raise VidrestoreError(f"{info.path}: field-correct restoration keeps the lines of planar YUV or grey "
                               f"pictures, not {info.pix_fmt}: use --deinterlace or --field-order progressive")
+    if field_order != "progressive" and not options.deinterlace and options.upscales:
+        raise VidrestoreError(f"{info.path}: an interlaced source is restored field by field and woven back at its "
+                              "own size: to upscale it, add --deinterlace (progressive output at field rate)")
     luma_only, reason = colour_choice(info, options)
     plan = PicturePlan(field_order, options.deinterlace and field_order != "progressive", luma_only, reason,
                        output_info(info, field_order, options.deinterlace))

@@ -4,10 +4,14 @@
     out_rgb = restorer.restore_frame(rgb)          # H x W x 3 RGB uint8 in, a new array out
     results = restorer.restore_frames([a, b, c])   # several images, one batched model call; .image, .faces
     report = restorer.restore_image("photo.png", "out.png")  # alpha kept; report.faces: faces restored
+
+With `upscale` above 1 the pictures come back that many times larger: the background upsampled
+(Lanczos or Real-ESRGAN) and the restored faces pasted at that size; faces are in output pixels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -22,12 +26,26 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.faces.types import Detection
 from vidrestore.models.crop_restorer import CropRestorer
+from vidrestore.models.face_parser import FaceParser
 from vidrestore.models.loading import load_restorer
+from vidrestore.models.parsenet import load_parsenet
 from vidrestore.models.restorer import BatchRestorer
-from vidrestore.pipeline.image_io import ImagePixels, check_image_output, read_image_file, write_image_file
+from vidrestore.models.upsampler import (
+    Background,
+    TiledUpsampler,
+    lanczos_resize,
+    load_realesrgan,
+)
+from vidrestore.pipeline.image_io import (
+    ImagePixels,
+    check_image_output,
+    read_image_file,
+    write_image_file,
+)
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.stages import select_faces
 from vidrestore.video.patch import is_grey_rgb, keep_chroma_where_changed
+from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +63,50 @@ def load_crop_restorer(options: RestoreOptions, device: torch.device) -> CropRes
         return None
     from vidrestore.weights import find_all_weights
 
-    # restoring needs the detector's file too: fetched together, one error names every missing file
-    path, _ = find_all_weights([(options.model, "restorer"), (options.detector, "detector")],
-                               offline=options.offline)
-    model = load_restorer(path)
+    # restoring needs the detector's (and the parser's) file too: fetched together, one error names them all
+    wanted = [(options.model, "restorer"), (options.detector, "detector")]
+    if options.mask == "parse":
+        wanted.append((options.parser, "parser"))
+    paths = find_all_weights(wanted, offline=options.offline)
+    model = load_restorer(paths[0])
     batch = BatchRestorer(model, device, precision=options.precision, batch_size=options.batch_size)
-    log.info("restorer %s (%dx%d faces) on %s, %s, %d faces per batch", Path(path).name, model.out_size,
+    log.info("restorer %s (%dx%d faces) on %s, %s, %d faces per batch", Path(paths[0]).name, model.out_size,
              model.out_size, device, batch.precision, batch.batch_size)
-    return CropRestorer(batch, options.blend)
+    parser = None
+    if options.mask == "parse":
+        parser = FaceParser(load_parsenet(paths[2], device), device, precision=batch.precision)
+        log.info("face parser %s: paste-back masks follow face and hair", Path(paths[2]).name)
+    return CropRestorer(batch, options.blend, parser)
+
+
+def default_bg_model(factor: float) -> str:
+    """The Real-ESRGAN checkpoint for a factor: x2plus up to 2x (GFPGAN's default), x4plus above."""
+    return "RealESRGAN_x2plus" if factor <= 2 else "RealESRGAN_x4plus"
+
+
+def load_upsampler(options: RestoreOptions, device: torch.device) -> TiledUpsampler | None:
+    """The background network of the options (Real-ESRGAN in tiles); None for a Lanczos background."""
+    if not options.upscales or options.background != "realesrgan":
+        return None
+    from vidrestore.weights import find_weights
+
+    path = find_weights(options.bg_model or default_bg_model(options.upscale), kind="upsampler",
+                        offline=options.offline)
+    network = TiledUpsampler(load_realesrgan(path), device, tile=options.bg_tile, precision=options.precision)
+    log.info("background upsampler %s (x%d) on %s, %s, tiles of %d px", Path(path).name, network.scale,
+             device, network.precision, options.bg_tile)
+    return network
+
+
+def background_for(options: RestoreOptions, network: TiledUpsampler | None,
+                   info: VideoInfo | None = None) -> Background | None:
+    """How frames of a video (`info`) or of any images (None) are brought to the output size; None at 1x."""
+    if not options.upscales:
+        return None
+    if info is None:
+        return Background(options.upscale, network)
+    out = options.output_info(info)
+    return Background(options.upscale, network, size=(out.width, out.height))
 
 
 def load_detector(options: RestoreOptions, device: torch.device,
@@ -98,17 +152,33 @@ class Restorer:
         self.device = resolve_device(self.options.device)
         self.engine = load_crop_restorer(self.options, self.device)
         self.detector = load_detector(self.options, self.device) if self.engine is not None else None
+        self.network = load_upsampler(self.options, self.device)
+        self.background = background_for(self.options, self.network)
 
-    def derive(self, *, blend: float, only_center_face: bool, restores: bool = True) -> Restorer:
-        """A Restorer with other per-request options that shares this one's loaded detector and model.
+    def derive(self, *, blend: float, only_center_face: bool, restores: bool = True,
+               upscale: float | None = None, bg_upsampler: str | None = None, mask: str | None = None) -> Restorer:
+        """A Restorer with other per-request options that shares this one's loaded detector and models.
 
-        `restores=False` gives one that hands back unchanged copies (`model=none`).
+        `restores=False` gives one that hands back unchanged copies (`model=none`), upscaled if asked.
+        A Real-ESRGAN background or a parsing mask can only be asked of a Restorer that loaded one.
         """
+        overrides = {"blend": blend, "only_center_face": only_center_face, "upscale": upscale,
+                     "bg_upsampler": bg_upsampler, "mask": mask}
         derived = object.__new__(type(self))
-        derived.options = self.options.with_overrides({"blend": blend, "only_center_face": only_center_face})
+        derived.options = self.options.with_overrides(overrides)
+        parser = self.engine.parser if self.engine is not None else None
+        if derived.options.mask == "parse" and restores and parser is None:
+            raise VidrestoreError("no face parser is loaded here (start with --mask parse)")
         derived.device = self.device
-        derived.engine = self.engine.with_blend(blend) if restores and self.engine is not None else None
+        derived.engine = None
+        if restores and self.engine is not None:
+            derived.engine = self.engine.with_blend(blend, parser if derived.options.mask == "parse" else None)
         derived.detector = self.detector
+        derived.network = self.network if derived.options.background == "realesrgan" else None
+        if derived.options.upscales and derived.options.background == "realesrgan" and derived.network is None:
+            raise VidrestoreError("no Real-ESRGAN background upsampler is loaded here (start with "
+                                  "--bg-upsampler realesrgan)")
+        derived.background = background_for(derived.options, derived.network)
         return derived
 
     def restore_frame(self, rgb: np.ndarray) -> np.ndarray:
@@ -125,20 +195,30 @@ class Restorer:
             check_rgb(rgb)
         outs = [np.array(rgb, copy=True) for rgb in images]
         if self.engine is None or self.detector is None or not outs:
-            return [RestoredImage(out, []) for out in outs]
+            return [RestoredImage(out, []) for out in self._upscaled(outs)]
         found = [select_faces(faces, *out.shape[:2], only_center=self.options.only_center_face,
                               largest=self.options.largest_face)
                  for faces, out in zip(self.detector.detect(outs), outs)]
         face_frame = np.array([k for k, faces in enumerate(found) for _ in faces], dtype=np.int64)
+        sources, outs = outs, self._upscaled(outs)
         if len(face_frame):
             landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for faces in found for f in faces])
-            crops, matrices = self.engine.restore(outs, face_frame, landmarks)
+            crops, matrices = self.engine.restore(sources, face_frame, landmarks)
+            if self.background is not None:
+                matrices = self.background.paste_matrices(matrices, face_frame, sources, outs)
+            # the pictures at the output size before pasting, where only the restored luma goes in
+            unpasted = [out.copy() if self.keeps_chroma(rgb) else None for out, rgb in zip(outs, images)]
             self.engine.paste(outs, face_frame, crops, matrices)
-            for out, rgb in zip(outs, images):
-                if self.keeps_chroma(rgb):
-                    keep_chroma_where_changed(out, rgb)
+            for out, before in zip(outs, unpasted):
+                if before is not None:
+                    keep_chroma_where_changed(out, before)
             log.debug("restored %d face(s) in %d image(s)", len(face_frame), len(outs))
-        return [RestoredImage(out, faces) for out, faces in zip(outs, found)]
+        return [RestoredImage(out, _in_output_pixels(faces, src, out))
+                for out, faces, src in zip(outs, found, sources)]
+
+    def _upscaled(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The pictures at the output size (themselves at 1x)."""
+        return images if self.background is None else self.background.upscale(images)
 
     def keeps_chroma(self, rgb: np.ndarray) -> bool:
         """Whether only the restored luma goes into this picture: --colour source, or auto on a grey picture."""
@@ -149,5 +229,24 @@ class Restorer:
         check_image_output(output, input)
         pixels = read_image_file(input)
         result = self.restore_frames([pixels.rgb])[0]
-        written = write_image_file(output, ImagePixels(result.image, pixels.alpha), input)
+        written = write_image_file(output, ImagePixels(result.image, resized_alpha(pixels.alpha, result.image)), input)
         return ImageReport(Path(input), written, len(result.faces))
+
+
+def resized_alpha(alpha, image: np.ndarray):
+    """The alpha channel (a Pillow image, or None) at the size of the restored picture, by the background's resize."""
+    if alpha is None or alpha.size == (image.shape[1], image.shape[0]):
+        return alpha
+    from PIL import Image
+
+    return Image.fromarray(lanczos_resize(np.asarray(alpha), image.shape[1], image.shape[0]))
+
+
+def _in_output_pixels(faces: list[Detection], source: np.ndarray, out: np.ndarray) -> list[Detection]:
+    """Detections of the source picture in the output picture's pixels (the same at 1x)."""
+    if source.shape == out.shape:
+        return faces
+    sy, sx = out.shape[0] / source.shape[0], out.shape[1] / source.shape[1]
+    scale = np.array([sx, sy])
+    return [dataclasses.replace(face, box=(np.asarray(face.box[:4]).reshape(2, 2) * scale).reshape(4),
+                                landmarks=np.asarray(face.landmarks) * scale) for face in faces]

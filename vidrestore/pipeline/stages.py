@@ -1,7 +1,7 @@
 """The stages of the data path (DESIGN.md section 2) and the records that flow between them.
 
-    decode -> [fields] -> analyse -> restore -> composite -> [weave] -> encode
-    Frame                 AnalysedFrame  RestoredBatch  OutputFrame
+    decode -> [fields] -> analyse -> restore -> [upscale] -> composite -> [weave] -> encode
+    Frame                 AnalysedFrame  RestoredBatch              OutputFrame
 
 Interlaced sources go through the bracketed stages: each frame becomes its two fields (full-height
 pictures at double rate), faces are tracked and restored on those, and the restored fields are woven
@@ -27,6 +27,7 @@ from vidrestore.faces.align import paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.crop_restorer import CropRestorer
+from vidrestore.models.upsampler import Background
 from vidrestore.video.fields import check_pair, field_frames, weave
 from vidrestore.video.patch import can_patch, keep_chroma_rgb, patch_decoded_picture
 from vidrestore.video.sink import VideoSink
@@ -269,6 +270,24 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
             yield RestoredBatch(group, face_frame, crops, matrices)
 
     return restore
+
+
+def upscale_stage(background: Background) -> StageFn:
+    """Upscale: every frame of a batch brought to the output size (the background upsampler batched over
+    the batch's frames), and the faces' matrices with it, so the composite pastes the restored crops
+    (restored from the source's pixels) at the output size: faces keep the model's detail."""
+
+    def upscale(batches: Iterable[RestoredBatch]) -> Iterator[RestoredBatch]:
+        for batch in batches:
+            sources = [item.frame.image for item in batch.items]
+            outputs = background.upscale(sources)
+            if batch.matrices is not None:
+                batch.matrices = background.paste_matrices(batch.matrices, batch.face_frame, sources, outputs)
+            for item, image in zip(batch.items, outputs):
+                item.frame.replace_image(image)
+            yield batch
+
+    return upscale
 
 
 def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False,

@@ -31,12 +31,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vidrestore import __version__
 from vidrestore.pipeline.image_io import encode_image
 from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
-from vidrestore.pipeline.restorer_api import RestoredImage, Restorer
-from vidrestore.server.errors import ERROR_RESPONSES, ApiError, ErrorBody, install_error_handlers, invalid_parameter
-from vidrestore.server.images import API_FORMATS, FORMATS, DecodedImage, decode_image, media_type
+from vidrestore.pipeline.restorer_api import RestoredImage, Restorer, resized_alpha
+from vidrestore.server.errors import (
+    ERROR_RESPONSES,
+    ApiError,
+    ErrorBody,
+    install_error_handlers,
+    invalid_parameter,
+)
+from vidrestore.server.images import (
+    API_FORMATS,
+    FORMATS,
+    DecodedImage,
+    decode_image,
+    media_type,
+)
 from vidrestore.server.jobs import JobState, new_name
 from vidrestore.server.metrics import MetricsMiddleware, ServerMetrics
-from vidrestore.server.restorers import SharedRestorer
+from vidrestore.server.restorers import SharedRestorer, Variant
 from vidrestore.server.settings import ServerSettings
 from vidrestore.server.state import ServerState
 from vidrestore.server.uploads import Upload, receive_upload
@@ -48,6 +60,7 @@ P = TypeVar("P", bound=BaseModel)
 bearer = HTTPBearer(auto_error=False, description="the server's token, when it was started with one")
 CORS_METHODS = ["GET", "POST", "DELETE"]
 CORS_EXPOSED = ["X-Faces-Found", "Location", "Content-Range", "Content-Disposition"]
+MAX_UPSCALE = 4.0  # a request's output is at most 16 times the pixels of its (already limited) input
 
 
 # --- request and response models -----------------------------------------------------------------
@@ -61,6 +74,17 @@ class RestoreParams(BaseModel):
     model: str | None = Field(None, max_length=200, description="the server's model (default) or `none`")
     blend: float | None = Field(None, ge=0.0, le=1.0, description="fidelity blend: 1 fully restored, 0 original")
     only_center_face: bool | None = Field(None, description="restore only the face nearest the centre")
+    upscale: float | None = Field(None, ge=1.0, le=MAX_UPSCALE,
+                                  description="output size: this factor times the input's (faces pasted at that size)")
+    bg_upsampler: Literal["lanczos", "realesrgan", "none"] | None = Field(
+        None, description="background upsampler when upscaling (realesrgan: when the server loaded it)")
+    mask: Literal["box", "parse"] | None = Field(
+        None, description="paste-back mask: feathered box, or face parsing (when the server loaded a parser)")
+
+    def variant_of(self, restorers: SharedRestorer) -> Variant:
+        """The restorer variant these options ask for (400 when the server cannot serve it)."""
+        return restorers.variant_for(self.model, self.blend, self.only_center_face, self.upscale,
+                                     self.bg_upsampler, self.mask)
 
 
 class ImageParams(RestoreParams):
@@ -235,10 +259,10 @@ def _image_routes(v1: APIRouter) -> None:
         server = server_of(request)
         with server.image_slot():
             image, params = await receive_image(server, request, params)
-            variant = server.restorers.variant_for(params.model, params.blend, params.only_center_face)
+            variant = params.variant_of(server.restorers)
             result = await server.restore(variant, image.rgb)
             fmt = API_FORMATS[params.format] if params.format else image.format
-            body = await server.in_thread(encode_image, result.image, image.alpha, fmt)
+            body = await server.in_thread(encode_image, result.image, resized_alpha(image.alpha, result.image), fmt)
         if variant.model != NO_MODEL:
             server.metrics.faces.labels("image").inc(len(result.faces))
         if params.response == "json":
@@ -260,7 +284,7 @@ def _video_routes(v1: APIRouter) -> None:
             upload: Upload = await receive_upload(request, job.input, settings.max_video_bytes,
                                                   settings.upload_timeout_s)
             params = with_fields(params, upload.fields)
-            variant = server.restorers.variant_for(params.model, params.blend, params.only_center_face)
+            variant = params.variant_of(server.restorers)
             if upload.suffix:
                 job.input = job.input.rename(job.folder / f"input{upload.suffix}")
             family, _ = await server.in_thread(check_video, job.input, settings.max_pixels, settings.max_video_seconds)

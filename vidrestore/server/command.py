@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vidrestore.arguments import add_model_arguments
+from vidrestore.arguments import OUTPUT_SIZE_OPTIONS, add_model_arguments
 from vidrestore.server.settings import MIB, ServerSettings
 
 TOKEN_ENV = "VIDRESTORE_TOKEN"
@@ -67,6 +67,6 @@ def run_cli(args: argparse.Namespace) -> int:
     from vidrestore.pipeline.options import load_options
     from vidrestore.server.runner import serve
 
-    overrides = {name: getattr(args, name) for name in MODEL_OPTIONS}
+    overrides = {name: getattr(args, name) for name in (*MODEL_OPTIONS, *OUTPUT_SIZE_OPTIONS)}
     serve(settings, load_options(args.config, overrides))
     return 0

@@ -74,6 +74,12 @@ class Frame:
         self.image  # noqa: B018 - converts and keeps the RGB copy
         self._native = None
 
+    def replace_image(self, image: np.ndarray) -> None:
+        """New pixels that the decoded picture no longer describes (another size: an upscale); the
+        encoder converts them, and the decoded picture is let go."""
+        self._image = image
+        self._native = None
+
     def drop_pixels(self) -> None:
         """Forget the RGB copy of a frame nothing changed, so the encoder takes the decoded picture as is."""
         if self._native is not None:
