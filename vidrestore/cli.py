@@ -476,6 +476,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _add_qc_parser(sub: argparse._SubParsersAction) -> None:
+    from vidrestore.qc.command import add_arguments
+
+    p = sub.add_parser("qc", help="check a restored video against its source: frames, streams, background, "
+                       "flicker, identity (exit 1 on failure)")
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_qc)
+
+
+def _cmd_qc(args: argparse.Namespace) -> int:
+    from vidrestore.qc.command import run_cli
+
+    return run_cli(args)
+
+
 def _add_live_parser(sub: argparse._SubParsersAction) -> None:
     from vidrestore.live.command import add_arguments
 
@@ -508,6 +523,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_track_parser,
     _add_serve_parser,
     _add_live_parser,
+    _add_qc_parser,
 )
 
 
