@@ -97,7 +97,7 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive}")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,stability}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -115,6 +115,17 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_degrade_parser(bsub)
     _add_bench_gpu_parser(bsub)
     _add_bench_archive_parser(bsub)
+    _add_bench_stability_parser(bsub)
+
+
+def _add_bench_stability_parser(bsub: argparse._SubParsersAction) -> None:
+    sp = _bench_subparser(bsub, "stability", "face-region flicker: the official per-frame loop vs vidrestore causal "
+                          "and file mode (warping error, jitter)", "detector", "output")
+    sp.add_argument("--media", help="folder of talking-head .mp4 videos (default: ../shared/media/videos)")
+    sp.add_argument("--clips", type=int, default=5, help="talking heads to use at most (default 5)")
+    sp.add_argument("--frames", type=int, default=30, help="frames of each clip (default 30)")
+    sp.add_argument("--long-side", type=int, default=320, help="clips scaled to this long side (default 320)")
+    sp.add_argument("--checkpoint", help="a trained checkpoint instead of the small random-weight model")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
