@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # the parser is built without numpy, torch or cv2; the checks import them when they run
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
