@@ -96,6 +96,17 @@ def test_restored_clip_passes_structure_and_background(clips, detector_weights: 
     assert leftovers(tmp_path) == []
 
 
+def test_a_lossy_restore_passes_on_its_background_psnr(clips, detector_weights: Path, tmp_path: Path) -> None:
+    lossy = tmp_path / "restored.mp4"  # MP4 keeps the source's start (1/30 s) only to the millisecond
+    restore_video(clips["source"], lossy, test_options(clips["folder"] / "tiny.pth", detector_weights), progress=False)
+    out = tmp_path / "qc.json"
+    assert qc(clips["source"], lossy, detector_weights, "--json", str(out)) == 0
+    background = json.loads(out.read_text())["background"]
+    assert background["verdict"] == "re-encoded" and not background["lossless_output"]
+    assert 35.0 <= background["worst_frame_psnr_db"] <= background["psnr_db"] < 100
+    assert qc(clips["source"], lossy, detector_weights, "--min-psnr", "99") == 1
+
+
 def remux(src: Path, dst: Path, *, drop_frame: int | None = None, reencode_audio: bool = False) -> None:
     """`src` copied packet by packet at its own times, without video frame `drop_frame` (FFV1 frames are all
     key frames, so the others still decode), the audio re-encoded (AAC at 48 kb/s) when asked."""

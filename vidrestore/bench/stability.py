@@ -5,7 +5,8 @@ heads, each output measured by `vidrestore qc` against its source:
   cv2.estimateAffinePartial2D with LMEDS (facexlib's), the model's noise re-drawn on every call
   (`randomize_noise=True`, GFPGANer's default), no smoothing; pasted with vidrestore's feathered mask so
   that only those three choices differ;
-- vidrestore causal (the live preset: smoothing lag 0, one frame per batch);
+- vidrestore causal (the live preset's settings: smoothing lag 0, one frame per batch; run through the file
+  pipeline, so no frame is dropped and every output frame can be measured);
 - vidrestore file mode (the default preset: fixed-lag smoothing over 8 frames).
 
 Every output is written losslessly (FFV1), so the figures hold the restoration's flicker, not the codec's.
@@ -120,6 +121,7 @@ def per_frame_loop(clip: Path, out: Path, checkpoint: Path, detector: FaceDetect
     model = load_restorer(checkpoint).eval()
     size = model.out_size
     jitter = LandmarkJitter()
+    torch.manual_seed(0)  # the re-drawn noise, the same in every run of the benchmark
     with VideoSource(clip) as source, VideoSink(out, source.info, LOSSLESS, copy_streams=False) as sink:
         for frame in source:
             image = frame.image.copy()
@@ -211,7 +213,17 @@ def verdicts(results: list[Measured]) -> list[str]:
                  f"(target >= 70%: {_met(below >= 70)})")
     live = f"- live (causal): {ratio[WAYS[1]]:.2f}x the source's (target <= 3x: {_met(ratio[WAYS[1]] <= TARGETS[WAYS[1]])})"
     loop = f"- per-frame loop: {ratio[WAYS[0]]:.2f}x the source's; with its noise fixed {ratio[WAYS[3]]:.2f}x"
-    return [file_mode, live, loop]
+    return [file_mode, live, loop, *_clips_over(results)]
+
+
+def _clips_over(results: list[Measured]) -> list[str]:
+    """The clips where file mode or live mode is above its target, though the mean may meet it."""
+    lines = []
+    for way, bound in TARGETS.items():
+        over = [f"{r.clip} ({r.ratio:.2f}x)" for r in results if r.way == way and r.ratio > bound]
+        if over:
+            lines.append(f"- {way} above {bound:g}x on: {', '.join(over)}")
+    return lines
 
 
 HEADER = """# Temporal stability (`vidrestore bench stability`)
@@ -241,7 +253,7 @@ def _row(name: str, way: str, frames: str, mine: list[Measured]) -> str:
     return (f"| {name} | {way} | {frames} | {_mean([r.output_error for r in mine]):.3e} | "
             f"{_mean([r.source_error for r in mine]):.3e} | {_mean([r.ratio for r in mine]):.2f}x | "
             f"{_jitter(_mean([r.alignment_jitter for r in mine]))} | {_jitter(_mean([r.jitter for r in mine]))} | "
-            f"{sum(r.seconds for r in mine):.1f} |")
+            f"{_mean([r.seconds for r in mine]):.1f} |")
 
 
 def markdown(results: list[Measured], args: argparse.Namespace, model: str) -> str:

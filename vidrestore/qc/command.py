@@ -124,7 +124,8 @@ class FramePair:
 
 
 def paired_frames(source: Path, output: Path) -> Iterator[FramePair]:
-    """Source frames in order, each with the output frame at the same time (to the coarser time base)."""
+    """Source frames in order, each with the output frame at the same time (structure.time_tolerance)."""
+    from vidrestore.qc.structure import time_tolerance
     from vidrestore.video.source import read_frames
 
     outputs = read_frames(output)
@@ -133,7 +134,7 @@ def paired_frames(source: Path, output: Path) -> Iterator[FramePair]:
         t = _time(frame)
         match = None
         while pending is not None:
-            step = max(frame.time_base, pending.time_base)
+            step = time_tolerance(frame.time_base, pending.time_base)
             u = _time(pending)
             if u <= t - step:
                 pending = next(outputs, None)  # an output frame with no source frame: the structure check names it

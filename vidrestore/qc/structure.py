@@ -2,8 +2,10 @@
 source's other streams, packets and tags unchanged.
 
 Nothing is decoded here except one picture per file (the probe): frames are compared by their demuxed
-packet timestamps, in seconds, to the coarser of the two time bases (a Matroska output stores
-milliseconds); audio, subtitle and data packets by their bytes and times. Checks run in a fixed
+packet timestamps, in seconds, to the coarser of the two time bases and never finer than a millisecond
+(Matroska stores milliseconds; MP4 stores a stream's start offset in its movie time scale, 1/1000 as
+FFmpeg writes it, so a source starting at 512/15360 s comes back at 507/15360 s); audio, subtitle and data
+packets by their bytes and times. Checks run in a fixed
 order and each names its first mismatch, so a batch script reads one line.
 """
 
@@ -25,6 +27,8 @@ from vidrestore.video.remux import DERIVED_CONTAINER_TAGS
 from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
+
+TIME_PRECISION = Fraction(1, 1000)  # seconds: what every container keeps of a timestamp
 
 # AVFieldOrder: 0 unknown, 1 progressive, 2 tt, 3 bb, 4 tb, 5 bt; unknown is read as progressive
 FIELD_ORDER_NAMES = {0: "progressive", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
@@ -65,13 +69,14 @@ class StructureResult:
 # --- frames --------------------------------------------------------------------------------------
 
 
-def _seconds(ts: int, time_base: Fraction) -> str:
-    return f"{float(ts * time_base):.3f} s"
+def time_tolerance(a: Fraction, b: Fraction) -> Fraction:
+    """Two times in these time bases are the same when they differ by less than this (seconds)."""
+    return max(a, b, TIME_PRECISION)
 
 
 def compare_frames(source: FrameIndex, output: FrameIndex) -> Check:
     """Every source frame at its time in the output, and no other frame; the first one missing or extra named."""
-    step = max(source.time_base, output.time_base)
+    step = time_tolerance(source.time_base, output.time_base)
     s_times = [p * source.time_base for p in source.pts]
     o_times = [p * output.time_base for p in output.pts]
     counts = f"the output has {len(o_times)} frames, the source {len(s_times)}"
@@ -210,7 +215,7 @@ def compare_stream(source: StreamPackets, output: StreamPackets) -> Check:
     lost = missing_tags(source.tags, output.tags)
     if lost:
         return Check(name, False, f"the output lacks or changed the tag(s) {', '.join(lost[:3])}")
-    step = max(source.time_base, output.time_base)
+    step = time_tolerance(source.time_base, output.time_base)
     for k, ((s_time, s_hash), (o_time, o_hash)) in enumerate(zip(source.packets, output.packets)):
         at = "unknown time" if s_time is None else f"t={float(s_time):.3f} s"
         if s_hash != o_hash:
