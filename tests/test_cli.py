@@ -59,7 +59,7 @@ def test_help_and_argument_errors_import_nothing_heavy():
     code = f"""
 import contextlib, io, runpy, sys
 for argv in (["--help"], ["--version"], ["restore", "--help"], ["live", "--help"], ["serve", "--help"],
-             ["track"], ["trak", "x.mp4"], ["restore", "a.mp4"]):
+             ["qc", "--help"], ["track"], ["trak", "x.mp4"], ["restore", "a.mp4"]):
     sys.argv = ["vidrestore", *argv]
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), \\
             contextlib.redirect_stderr(io.StringIO()):

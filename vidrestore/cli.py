@@ -102,7 +102,8 @@ def _bench_subparser(bsub: argparse._SubParsersAction, name: str, help: str, *op
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print numbers")
     bsub = p.add_subparsers(dest="bench_command", required=True,
-                            metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture,upscale}")
+                            metavar="{model,video,pipeline,faces,server,live,degrade,gpu,archive,picture,upscale,"
+                                    "stability}")
     mp = _bench_subparser(bsub, "model", "restorer throughput (faces/s) per batch size, precision and path", "device", "output")
     mp.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     mp.add_argument("--precisions", default="auto", help="fp32,bf16 (default: fp32 on CPU, both on CUDA)")
@@ -122,6 +123,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_bench_archive_parser(bsub)
     _add_bench_picture_parser(bsub)
     _add_bench_upscale_parser(bsub)
+    _add_bench_stability_parser(bsub)
 
 
 def _add_bench_picture_parser(bsub: argparse._SubParsersAction) -> None:
@@ -136,6 +138,16 @@ def _add_bench_upscale_parser(bsub: argparse._SubParsersAction) -> None:
     up.add_argument("--tile", type=int, default=400, help="Real-ESRGAN tile side (default 400)")
     up.add_argument("--cpu-tiles", type=int, default=2, help="on a CPU, tiles each network is timed on "
                     "(default 2; fps is computed from the tiles per frame)")
+
+
+def _add_bench_stability_parser(bsub: argparse._SubParsersAction) -> None:
+    sp = _bench_subparser(bsub, "stability", "face-region flicker: the official per-frame loop vs vidrestore causal "
+                          "and file mode (warping error, jitter)", "detector", "output")
+    sp.add_argument("--media", help="folder of talking-head .mp4 videos (default: ../shared/media/videos)")
+    sp.add_argument("--clips", type=int, default=5, help="talking heads to use at most (default 5)")
+    sp.add_argument("--frames", type=int, default=30, help="frames of each clip (default 30)")
+    sp.add_argument("--long-side", type=int, default=320, help="clips scaled to this long side (default 320)")
+    sp.add_argument("--checkpoint", help="a trained checkpoint instead of the small random-weight model")
 
 
 def _add_bench_archive_parser(bsub: argparse._SubParsersAction) -> None:
@@ -508,6 +520,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _add_qc_parser(sub: argparse._SubParsersAction) -> None:
+    from vidrestore.qc.command import add_arguments
+
+    p = sub.add_parser("qc", help="check a restored video against its source: frames, streams, background, "
+                       "flicker, identity (exit 1 on failure)")
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_qc)
+
+
+def _cmd_qc(args: argparse.Namespace) -> int:
+    from vidrestore.qc.command import run_cli
+
+    return run_cli(args)
+
+
 def _add_live_parser(sub: argparse._SubParsersAction) -> None:
     from vidrestore.live.command import add_arguments
 
@@ -540,6 +567,7 @@ PARSER_ADDERS: tuple[SubparserAdder, ...] = (
     _add_track_parser,
     _add_serve_parser,
     _add_live_parser,
+    _add_qc_parser,
 )
 
 

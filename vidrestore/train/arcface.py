@@ -6,6 +6,7 @@ released file loads strictly. Input: gray faces (B, 1, 128, 128); output: 512-d 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -14,6 +15,8 @@ from torch import nn
 
 from vidrestore.errors import CheckpointError, error_line
 from vidrestore.models.state_dict import read_state_dict
+
+log = logging.getLogger(__name__)
 
 ARCFACE_INPUT_SIZE = 128
 
@@ -103,3 +106,19 @@ def load_arcface(path: str | Path | None = None) -> ResNetArcFace:
     for param in net.parameters():
         param.requires_grad = False
     return net
+
+
+def find_identity_net(name_or_path: str | None, device: torch.device) -> ResNetArcFace | None:
+    """ArcFace with its released weights when they are present locally (never downloaded), else None (what
+    needs it is skipped); weights asked for by name or path must be there (WeightsError)."""
+    from vidrestore.errors import WeightsError
+    from vidrestore.weights import find_weights
+
+    try:
+        path = find_weights(name_or_path or "arcface_resnet18", offline=True)
+    except WeightsError as exc:
+        if name_or_path:
+            raise
+        log.info("no ArcFace weights, identity not measured: %s", str(exc).split(";")[0])
+        return None
+    return load_arcface(path).to(device)

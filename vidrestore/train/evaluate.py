@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from vidrestore.atomic import atomic_path
 from vidrestore.device import resolve_device
-from vidrestore.errors import VidrestoreError, WeightsError
-from vidrestore.train.degradations import DegradationConfig, list_images, read_image, write_image
+from vidrestore.errors import VidrestoreError
+from vidrestore.train.arcface import find_identity_net
 from vidrestore.train.dataset import PairedFaces, to_tensor
+from vidrestore.train.degradations import DegradationConfig, list_images, read_image, write_image
 from vidrestore.train.metrics import (
     identity_similarity,
     laplacian_sharpness,
@@ -50,19 +51,6 @@ SHARPNESS_NOTE = "'sharpness' is the variance of the Laplacian of the gray image
 def _to_bgr01(t: torch.Tensor) -> np.ndarray:
     """(3,H,W) RGB [-1,1] -> (H,W,3) BGR [0,1] float32."""
     return ((t.detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()[:, :, ::-1].copy()
-
-
-def _load_identity_net(arcface: str | None, device: torch.device) -> torch.nn.Module | None:
-    """ArcFace with its released weights when they are present locally, else None (metric skipped)."""
-    from vidrestore.train.arcface import load_arcface
-    from vidrestore.weights import find_weights
-
-    try:
-        path = find_weights(arcface or "arcface_resnet18", offline=True)
-    except WeightsError as exc:
-        log.info("identity similarity skipped: %s", str(exc).split(";")[0])
-        return None
-    return load_arcface(path).to(device)
 
 
 def _load_niqe(niqe_model: str | None, out_size: int) -> tuple[NiqeModel | None, str]:
@@ -147,7 +135,7 @@ def evaluate(
     if limit:
         samples = samples[:limit]
     lpips_scorer = load_lpips(dev)
-    identity_net = _load_identity_net(arcface, dev)
+    identity_net = find_identity_net(arcface, dev)
     rows, grid_rows = [], []
     for sample in tqdm(samples, desc="eval", unit="face", disable=len(samples) < 2):
         with torch.no_grad():

@@ -1,0 +1,26 @@
+"""`vidrestore bench stability` end to end on one short talking head: four runs measured, the report written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline_support import cut_clip
+
+from vidrestore.cli import main
+
+
+@pytest.mark.slow
+def test_bench_stability_reports_every_way(media_dir: Path, detector_weights: Path, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    cut_clip(media_dir / "videos" / "retalking_face_1.mp4", media / "retalking_short.mp4", 6)
+    report = tmp_path / "stability.md"
+    assert main(["bench", "stability", "--media", str(media), "--detector", str(detector_weights), "--frames", "5",
+                 "--long-side", "160", "--output", str(report)]) == 0
+    text = report.read_text()
+    for way in ("per-frame loop (official behaviour)", "vidrestore causal (live preset)", "vidrestore file mode",
+                "per-frame loop, noise fixed"):
+        assert f"| retalking_short.mp4 | {way} | 4 |" in text
+    assert "A trained model's figures may differ" in text and "Targets (means over the clips):" in text

@@ -1,0 +1,253 @@
+"""`vidrestore qc`: a real restore passes; a dropped frame, re-encoded audio and a changed background pixel
+fail with their message; noise in the faces raises the warping error; files are written atomically."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from pathlib import Path
+
+import av
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from pipeline_support import cut_clip, make_tiny_restorer, test_options
+from videogen import leftovers
+
+from vidrestore.archive.plan import ArchivePlan, save_plan
+from vidrestore.cli import main
+from vidrestore.faces.detector import DetectorConfig, FaceDetector
+from vidrestore.pipeline.job import restore_video
+from vidrestore.pipeline.track import run_track
+from vidrestore.qc.command import QcSettings, run_qc
+from vidrestore.qc.report import write_markdown, write_plot
+from vidrestore.train.arcface import ResNetArcFace
+from vidrestore.video import EncoderSettings, VideoSink, VideoSource
+from vidrestore.weights import locate, spec_for
+
+CLIP = "retalking_face_1.mp4"
+FRAMES = 10
+DET_SIZE = "160"  # the detector sees 160x120 frames: the face is still 80 pixels tall
+BACKGROUND_PIXEL = (300, 120)  # x, y: the face is scaled to 160x160 at the left of 320x240 frames
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, media_dir: Path, detector_weights: Path) -> dict[str, Path]:
+    """A small H.264 + AAC source with one face, its lossless restore (tiny model) and the source's tracks."""
+    folder = tmp_path_factory.mktemp("qc")
+    source = folder / "source.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(media_dir / "videos" / CLIP),
+                    "-frames:v", str(FRAMES), "-vf", "scale=160:160,pad=320:240:0:40", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-bf", "0", "-c:a", "copy", str(source)], check=True)
+    options = test_options(make_tiny_restorer(folder / "tiny.pth"), detector_weights, codec="ffv1", preset=None)
+    restored = folder / "restored.mkv"
+    restore_video(source, restored, options, progress=False)
+    tracks = folder / "tracks.json"
+    run_track(source, tracks, options, progress=False)
+    return {"folder": folder, "source": source, "restored": restored, "tracks": tracks}
+
+
+def qc(source: Path, restored: Path, detector: Path, *extra: str) -> int:
+    return main(["qc", str(source), str(restored), "--detector", str(detector), "--device", "cpu",
+                 "--det-size", DET_SIZE, *extra])
+
+
+def rewrite(src: Path, dst: Path, change) -> None:
+    """`src` decoded to RGB and re-encoded losslessly (FFV1 in RGB) into `dst` with its timing and its other streams copied;
+    change(index, rgb) returns the pixels written for each frame."""
+    with VideoSource(src) as source, VideoSink(dst, source.info, EncoderSettings("ffv1", pix_fmt="bgr0")) as sink:
+        for frame in source:
+            frame.image = change(frame.index, frame.image.copy())
+            sink.write(frame)
+
+
+def face_box(image: np.ndarray, detector_weights: Path) -> tuple[int, int, int, int]:
+    box = FaceDetector(detector_weights, "cpu", DetectorConfig(det_size=int(DET_SIZE))).detect_one(image)[0].box
+    return tuple(round(float(v)) for v in box)
+
+
+def test_restored_clip_passes_structure_and_background(clips, detector_weights: Path, tmp_path: Path, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    arcface_absent = locate(spec_for("arcface_resnet18")) is None
+    files = {name: tmp_path / name for name in ("qc.md", "flicker.png", "worst.png")}
+    pictures = ("--report", str(files["qc.md"]), "--plot", str(files["flicker.png"]), "--strip", str(files["worst.png"]))
+    for extra in (pictures, ("--tracks", str(clips["tracks"]))):
+        out = tmp_path / "qc.json"
+        assert qc(clips["source"], clips["restored"], detector_weights, "--json", str(out), *extra) == 0
+        result = json.loads(out.read_text())
+        assert result["ok"] and result["first_failure"] is None
+        checks = {c["name"]: c for c in result["structure"]["checks"]}
+        assert checks["frames"]["ok"] and checks["frames"]["detail"].startswith(f"{FRAMES} frames")
+        assert checks["audio stream #1 (aac)"]["ok"]
+        assert result["background"]["verdict"] == "unchanged" and result["background"]["frames"] == FRAMES
+        assert result["background"]["face_regions"] == ("tracks" if "--tracks" in extra else "re-detected")
+        assert result["temporal"]["frames_measured"] == FRAMES - 1
+        if arcface_absent:  # else the checkout's weights/ holds the file: drift is measured
+            assert result["identity"]["status"] == "absent"
+    assert "PASS" in capsys.readouterr().out
+    assert files["flicker.png"].read_bytes()[:8] == files["worst.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = files["qc.md"].read_text()
+    assert "**PASS**" in text and "(flicker.png)" in text and "(worst.png)" in text
+    assert leftovers(tmp_path) == []
+
+
+def test_a_lossy_restore_passes_on_its_background_psnr(clips, detector_weights: Path, tmp_path: Path) -> None:
+    lossy = tmp_path / "restored.mp4"  # MP4 keeps the source's start (1/30 s) only to the millisecond
+    restore_video(clips["source"], lossy, test_options(clips["folder"] / "tiny.pth", detector_weights), progress=False)
+    out = tmp_path / "qc.json"
+    assert qc(clips["source"], lossy, detector_weights, "--json", str(out)) == 0
+    background = json.loads(out.read_text())["background"]
+    assert background["verdict"] == "re-encoded" and not background["lossless_output"]
+    assert 35.0 <= background["worst_frame_psnr_db"] <= background["psnr_db"] < 100
+    assert qc(clips["source"], lossy, detector_weights, "--min-psnr", "99") == 1
+
+
+def remux(src: Path, dst: Path, *, drop_frame: int | None = None, reencode_audio: bool = False) -> None:
+    """`src` copied packet by packet at its own times, without video frame `drop_frame` (FFV1 frames are all
+    key frames, so the others still decode), the audio re-encoded (AAC at 48 kb/s) when asked."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        out.options["avoid_negative_ts"] = "disabled"  # keep the times (AAC starts before zero)
+        out.metadata.update(inp.metadata)
+        video, audio = inp.streams.video[0], inp.streams.audio[0]
+        mapping = {video.index: out.add_stream_from_template(video)}
+        if reencode_audio:
+            encoder = out.add_stream("aac", rate=audio.rate, options={"b": "48k"})
+            encoder.layout = audio.layout.name
+        else:
+            mapping[audio.index] = out.add_stream_from_template(audio)
+        for s in (video, audio):
+            (mapping.get(s.index) or encoder).metadata.update(s.metadata)
+        frames = itertools.count()
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.index == audio.index and reencode_audio:
+                for decoded in packet.decode():
+                    out.mux(encoder.encode(decoded))
+                continue
+            if packet.stream.index == video.index and next(frames) == drop_frame:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
+        if reencode_audio:
+            out.mux(encoder.encode(None))
+
+
+def test_dropped_frame_fails_naming_it(clips, detector_weights: Path, tmp_path: Path, capsys) -> None:
+    dropped = tmp_path / "dropped.mkv"
+    remux(clips["restored"], dropped, drop_frame=5)
+    assert qc(clips["source"], dropped, detector_weights) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("vidrestore: qc failed: structure: frames: source frame 5 (t=")
+    assert "is missing from the output (the output has 9 frames, the source 10" in err[0]
+
+
+def test_reencoded_audio_fails_naming_the_stream(clips, detector_weights: Path, tmp_path: Path, capsys) -> None:
+    reencoded = tmp_path / "audio.mkv"
+    remux(clips["restored"], reencoded, reencode_audio=True)
+    assert qc(clips["source"], reencoded, detector_weights) == 1
+    err = capsys.readouterr().err
+    assert "qc failed: structure: audio stream #1 (aac): packet 0 (t=" in err and "differs from the source's" in err
+
+
+def test_changed_background_pixel_fails_naming_it(clips, detector_weights: Path, tmp_path: Path, capsys) -> None:
+    changed = tmp_path / "pixel.mkv"
+    x, y = BACKGROUND_PIXEL
+
+    def poke(index: int, rgb: np.ndarray) -> np.ndarray:
+        if index == 3:
+            rgb[y, x] = 255 - rgb[y, x]
+        return rgb
+
+    rewrite(clips["restored"], changed, poke)
+    out = tmp_path / "qc.json"
+    assert qc(clips["source"], changed, detector_weights, "--json", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "background: frame 3 (t=" in err and f"the first at x={x}, y={y}" in err
+    result = json.loads(out.read_text())
+    assert result["structure"]["ok"] and result["background"]["verdict"] == "changed"
+    assert result["background"]["changed_share"] > 0
+
+
+def test_noise_in_the_faces_raises_the_warping_error(clips, detector_weights: Path, tmp_path: Path) -> None:
+    noisy = tmp_path / "noisy.mkv"
+    first = next(iter(VideoSource(clips["source"]))).image
+    x0, y0, x1, y1 = face_box(first, detector_weights)
+    rng = np.random.default_rng(0)
+
+    def add_noise(index: int, rgb: np.ndarray) -> np.ndarray:
+        region = rgb[y0:y1, x0:x1].astype(np.int16) + rng.integers(-12, 13, rgb[y0:y1, x0:x1].shape)
+        rgb[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+        return rgb
+
+    rewrite(clips["restored"], noisy, add_noise)
+    settings = QcSettings(detector=str(detector_weights), device="cpu", det_size=int(DET_SIZE))
+    clean = run_qc(clips["source"], clips["restored"], settings).stability
+    flickering = run_qc(clips["source"], noisy, settings).stability
+    assert len(flickering.frames) == len(clean.frames) == FRAMES - 1
+    assert flickering.output_error > 2 * clean.output_error
+    assert flickering.source_error == clean.source_error  # same flow, same pixels: only the output differs
+
+
+def test_the_source_scores_the_same_as_itself(clips, detector_weights: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    save_plan(ArchivePlan(clips["source"], "key", FRAMES, av.open(str(clips["source"])).streams.video[0].time_base,
+                          0.2, (0, 6, FRAMES)), plan)
+    out = tmp_path / "self.json"
+    assert qc(clips["source"], clips["source"], detector_weights, "--json", str(out), "--plan", str(plan)) == 0
+    temporal = json.loads(out.read_text())["temporal"]
+    assert temporal["warping_error_ratio"] == 1.0
+    assert temporal["warping_error_output"] == temporal["warping_error_source"] > 0
+    assert temporal["landmark_jitter_output"] == temporal["landmark_jitter_source"]
+    result = json.loads(out.read_text())
+    assert result["background"]["verdict"] == "unchanged" and result["chunk_boundaries"] == [6]
+
+
+def test_identity_drift_with_arcface_weights(clips, detector_weights: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "arcface.pth"
+    torch.save(ResNetArcFace().state_dict(), weights)
+    short = tmp_path / "short.mp4"  # ArcFace takes about a second a frame on a CPU: a few frames show it
+    cut_clip(clips["source"], short, 4)
+    settings = QcSettings(detector=str(detector_weights), device="cpu", det_size=int(DET_SIZE), arcface=str(weights))
+    identity = run_qc(short, short, settings).identity
+    assert identity["status"] == "measured"
+    assert identity["to_source_mean"] == pytest.approx(0.0, abs=1e-5)  # the same pixels through the same alignment
+    assert identity["consecutive_mean"] > 0
+
+
+def test_plot_and_report_are_written_atomically(clips, detector_weights: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    report = run_qc(clips["source"], clips["restored"], QcSettings(detector=str(detector_weights), device="cpu",
+                                                                   det_size=int(DET_SIZE)))
+    plot, markdown = tmp_path / "flicker.png", tmp_path / "qc.md"
+    write_plot(report, plot)
+    write_markdown(report, markdown, plot, None)
+    before = plot.read_bytes(), markdown.read_text()
+
+    def half_written(self, path, **kwargs) -> None:
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_plot(report, plot)
+    monkeypatch.setattr(Path, "write_text", lambda self, text: half_written(None, self))
+    with pytest.raises(OSError, match="disk full"):
+        write_markdown(report, markdown, plot, None)
+    assert (plot.read_bytes(), markdown.read_text()) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_a_missing_input_is_one_line(tmp_path: Path, detector_weights: Path, capsys) -> None:
+    assert qc(tmp_path / "missing.mp4", tmp_path / "also.mkv", detector_weights) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vidrestore: error:")
