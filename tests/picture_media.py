@@ -90,6 +90,36 @@ def mezzanine_clip(dst: Path, kind: str, frames: int = 8) -> Path:
     return dst
 
 
+def dnxhd_clip(dst: Path, rate: str, field_order: str = "progressive", frames: int = 3) -> Path:
+    """DNxHD (its own profile, not DNxHR) at 1920x1080, the only size it has at these rates: 220 Mb/s
+    8-bit progressive at 30000/1001, 175 Mb/s 8-bit at 24000/1001, or 220 Mb/s 10-bit interlaced
+    (`field_order` tff) at 30000/1001; with a timecode, in QuickTime."""
+    bit_rate, pix_fmt = {("30000/1001", "progressive"): ("220M", "yuv422p"), ("24000/1001", "progressive"):
+                         ("175M", "yuv422p"), ("30000/1001", "tff"): ("220M", "yuv422p10le")}[(rate, field_order)]
+    fields = [] if field_order == "progressive" else ["-flags", "+ildct"]
+    setfield = "" if field_order == "progressive" else f"setfield={field_order},"
+    ffmpeg("-i", FACE_VIDEO, "-vf", f"fps={rate},scale=1080:1080,pad=1920:1080:(ow-iw)/2:0,{setfield}format={pix_fmt}",
+           "-frames:v", frames, "-c:v", "dnxhd", "-profile:v", "dnxhd", "-b:v", bit_rate, *fields,
+           "-timecode", TIMECODE, "-an", dst)
+    return dst
+
+
+def prores_frame(dst: Path, profile: int) -> Path:
+    """One tiny ProRes frame written by prores_ks with `profile` (0 Proxy .. 5 XQ), 4:4:4 for 4444 and XQ."""
+    pix_fmt = "yuv444p10le" if profile >= 4 else "yuv422p10le"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", 1, "-pix_fmt", pix_fmt,
+           "-c:v", "prores_ks", "-profile:v", profile, dst)
+    return dst
+
+
+def tagged_fields_clip(dst: Path, field_order: str) -> Path:
+    """Two tiny FFV1 frames flagged `field_order` (tff or bff) by setfield, as the ffmpeg binary tags them
+    (TB for top field first, BT for bottom)."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", 2, "-vf", f"setfield={field_order}",
+           "-c:v", "ffv1", dst)
+    return dst
+
+
 # --- reading back --------------------------------------------------------------------------------
 
 
@@ -118,4 +148,4 @@ def video_facts(path: Path) -> dict[str, object]:
         return {"codec": cc.name, "profile": cc.profile, "pix_fmt": cc.pix_fmt, "field_order": cc.field_order,
                 "time_base": stream.time_base, "pts": pts, "timecode": tags.get("timecode"),
                 "reel_name": tags.get("reel_name"), "extradata": bytes(cc.extradata or b""),
-                "sar": stream.sample_aspect_ratio}
+                "sar": stream.sample_aspect_ratio, "bit_rate": cc.bit_rate or stream.bit_rate}

@@ -4,6 +4,7 @@ mezzanine codecs come back as they went in. Tiny random-weight restorer, the rea
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,20 +14,25 @@ import pytest
 from picture_media import (
     REEL,
     TIMECODE,
+    dnxhd_clip,
     face_clip,
     field_flags,
     interlaced_clip,
     mezzanine_clip,
     planes_of,
+    prores_frame,
+    tagged_fields_clip,
     telecined_clip,
     video_facts,
 )
 from pipeline_support import make_tiny_restorer
 from vidrestore import cli
 from vidrestore.archive.job import ArchiveSettings, archive_video
+from vidrestore.errors import MediaError
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.picture import chroma_is_neutral, monochrome_reason
+from vidrestore.video.codecs import PRORES_PROFILES, EncoderSettings, mezzanine_options
 from vidrestore.video.probe import probe, sampled_pictures
 
 
@@ -156,6 +162,17 @@ def test_telecined_film_keeps_its_frames_timestamps_and_field_order(media: Path,
     assert field_flags(out) == field_flags(src) == ["T"] * 15
 
 
+@pytest.mark.parametrize(("order", "tag", "flag"), [("tff", 4, "T"), ("bff", 5, "B")])
+def test_field_orders_tb_and_bt_are_read_as_the_ffmpeg_binary_writes_them(order: str, tag: int, flag: str,
+                                                                          tmp_path: Path):
+    """The ffmpeg binary tags top-field-first frames TB and bottom-first BT; the decoder's own flags of
+    each frame say which field comes first, and the probe must agree with them."""
+    clip = tagged_fields_clip(tmp_path / f"{order}.mkv", order)
+    assert video_facts(clip)["field_order"] == tag
+    assert field_flags(clip) == [flag, flag]
+    assert probe(clip).field_order == order
+
+
 def test_field_order_flag_overrides_a_wrong_tag(tff: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):
     out = tmp_path / "out.mp4"
     run(tff, out, tiny_model, detector_weights, "--field-order", "bff")
@@ -280,6 +297,43 @@ def ffv1_version_3_with_crc(extradata: bytes) -> bool:
         for _ in range(8):
             crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
     return len(extradata) > 4 and crc == 0
+
+
+def pure_io(src: Path, out: Path, *options: str) -> int:
+    """`vidrestore SRC OUT` without a model or detector (every frame as decoded): its exit status."""
+    return cli.main(["-q", str(src), str(out), "--model", "none", "--detector", "none", "--offline", "--no-progress",
+                     *options])
+
+
+@pytest.mark.parametrize(("rate", "order", "flag"), [("30000/1001", "progressive", "P"),
+                                                     ("24000/1001", "progressive", "P"), ("30000/1001", "tff", "T")])
+def test_dnxhd_in_gives_dnxhd_of_the_same_bit_rate_and_field_coding_out(rate: str, order: str, flag: str,
+                                                                       media: Path, tmp_path: Path):
+    """DNxHD's profiles are bit rates the container's average lands beside (219.98 Mb/s for 220 at 29.97,
+    175.98 for 175 at 23.976): the same profile, frames of the same size, fields coded as they were."""
+    src = dnxhd_clip(media / f"dnxhd_{rate.split('/')[0]}_{order}.mov", rate, order)
+    out = tmp_path / "out.mov"
+    assert pure_io(src, out) == 0
+    before, after = video_facts(src), video_facts(out)
+    assert (before["codec"], before["profile"]) == (after["codec"], after["profile"]) == ("dnxhd", "DNXHD")
+    assert after["pix_fmt"] == before["pix_fmt"]
+    assert after["bit_rate"] == before["bit_rate"], "the same profile: every frame of the same size"
+    assert field_flags(src) == field_flags(out) == [flag] * 3
+    assert after["timecode"] == TIMECODE
+
+
+def test_dnxhd_at_a_bit_rate_of_no_profile_is_refused_before_any_work(media: Path):
+    info = probe(dnxhd_clip(media / "dnxhd_30000_progressive.mov", "30000/1001"))
+    odd = dataclasses.replace(info, bit_rate=100_000_000)  # no 100 Mb/s DNxHD profile at 1920x1080p
+    with pytest.raises(MediaError, match="none of the profiles .* give --codec"):
+        EncoderSettings(codec="auto").for_source(odd)
+
+
+@pytest.mark.parametrize(("name", "option"), sorted(PRORES_PROFILES.items()))
+def test_every_prores_profile_is_written_again_as_it_was(name: str, option: str, tmp_path: Path):
+    info = probe(prores_frame(tmp_path / "one.mov", int(option)))
+    assert info.profile == name
+    assert mezzanine_options(info) == ("prores_ks", {"profile": option})
 
 
 def test_codec_flag_wins_over_the_source_codec(media: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path):

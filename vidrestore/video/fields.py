@@ -22,9 +22,6 @@ from vidrestore.errors import MediaError, error_line
 from vidrestore.video.patch import PATCHABLE_FORMATS, copy_picture, plane_array, sample_dtype
 from vidrestore.video.types import FieldOf, Frame, VideoInfo
 
-AV_FIELD_ORDER = {"progressive": 1, "tff": 2, "bff": 3}  # AVFieldOrder: top/bottom coded and shown first
-
-
 def first_parity(field_order: str) -> int:
     """The parity of the lines of the field shown first: 0 (even, top) for tff, 1 for bff."""
     return 0 if field_order == "tff" else 1

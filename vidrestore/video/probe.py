@@ -11,7 +11,7 @@ import av
 
 from vidrestore.errors import MediaError, error_line
 from vidrestore.video.paths import check_input, is_url
-from vidrestore.video.types import ColorInfo, StreamInfo, VideoInfo
+from vidrestore.video.types import FIELD_ORDER_NAMES, ColorInfo, StreamInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,6 @@ def _first_frame(container: av.container.InputContainer, stream: av.VideoStream)
         except av.error.InvalidDataError:
             continue
     return None
-
-
-# AVFieldOrder values (libavcodec/defs.h) by the field shown first: TT and TB are top field first.
-FIELD_ORDER_NAMES = {1: "progressive", 2: "tff", 3: "bff", 4: "tff", 5: "bff"}
-FIELD_ORDERS = ("tff", "bff", "progressive")
 
 
 def field_order_of(stream: av.VideoStream, first: av.VideoFrame) -> str:
