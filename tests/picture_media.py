@@ -66,12 +66,16 @@ def telecined_clip(dst: Path, frames: int = 15) -> Path:
 
 
 def face_clip(dst: Path, *, grey: bool = False, frames: int = 12, codec: tuple[str, ...] = ("libx264",),
-              pix_fmt: str = "yuv420p") -> Path:
-    """The talking head at SIZE, in colour or as a grey picture stored in `pix_fmt`, encoded with `codec`."""
+              pix_fmt: str = "yuv420p", black: int = 0, speck: bool = False) -> Path:
+    """The talking head at SIZE, in colour or as a grey picture stored in `pix_fmt`, encoded with `codec`;
+    the first `black` frames black (a leader), and with `speck` a small red square in a corner (a logo:
+    16 of the 25344 chroma samples of each plane)."""
     width, height = SIZE
     grey_filter = "format=gray," if grey else ""
+    leader = f"drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(n,{black})'," if black else ""
+    logo = "format=yuv420p,drawbox=x=0:y=0:w=8:h=8:color=red:t=fill," if speck else ""
     ffmpeg("-i", FACE_VIDEO, "-vf", f"scale={height}:{height},pad={width}:{height}:(ow-iw)/2:0,"
-           f"{grey_filter}format={pix_fmt}", "-frames:v", frames, "-c:v", *codec, "-an", dst)
+           f"{grey_filter}{leader}{logo}format={pix_fmt}", "-frames:v", frames, "-c:v", *codec, "-an", dst)
     return dst
 
 

@@ -31,7 +31,7 @@ from vidrestore.archive.job import ArchiveSettings, archive_video
 from vidrestore.errors import MediaError
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.picture import chroma_is_neutral, monochrome_reason
+from vidrestore.pipeline.picture import chroma_is_neutral, monochrome_reason, picture_plan, settled_options
 from vidrestore.video.codecs import PRORES_PROFILES, EncoderSettings, mezzanine_options
 from vidrestore.video.probe import probe, sampled_pictures
 
@@ -189,9 +189,11 @@ def test_archive_mode_restores_fields_as_file_mode_does(tff: Path, tiny_model: P
     restore_video(tff, file_mode, options, progress=False)
     assert video_facts(archived)["pts"] == video_facts(file_mode)["pts"]
     assert field_flags(archived) == field_flags(file_mode) == ["T"] * len(video_facts(tff)["pts"])
-    source, out = planes_of(tff), planes_of(archived)
-    y0, y1, x0, x1 = changed_box(source, out)
-    assert all(np.array_equal(s[0][:, :x0], o[0][:, :x0]) for s, o in zip(source, out)), "lines beside the faces exact"
+    source, out, one_pass = planes_of(tff), planes_of(archived), planes_of(file_mode)
+    changed_box(source, out)  # faces were restored
+    assert len(out) == len(one_pass) == len(source)
+    for a, f in zip(out, one_pass):
+        assert all(np.array_equal(pa, pf) for pa, pf in zip(a, f)), "every plane as one pass has it, bit for bit"
 
 
 def test_archive_mode_refuses_deinterlace_before_any_work(tff: Path, tiny_model: Path, detector_weights: Path,
@@ -215,6 +217,32 @@ def test_monochrome_is_found_by_flat_chroma_and_by_grey_pixel_format(media: Path
     assert monochrome_reason(probe(grey_format)) == "grey pixel format gray"
     assert monochrome_reason(probe(colour)) is None
     assert not any(chroma_is_neutral(p) for p in sampled_pictures(str(colour), 5))
+
+
+def test_monochrome_is_told_past_a_black_leader_and_a_coloured_logo(media: Path):
+    """Black frames have neutral chroma in colour films too: they are not counted, and a clip whose first
+    frames are black is judged on the others (sampled at their times, not the keyframe before); a small
+    logo in colour does not make a black-and-white film colour."""
+    colour_after_black = face_clip(media / "colour_leader.mp4", black=3)
+    grey_after_black = face_clip(media / "grey_leader.mp4", grey=True, black=3)
+    grey_with_logo = face_clip(media / "grey_logo.mp4", grey=True, speck=True)
+    assert monochrome_reason(probe(colour_after_black)) is None
+    assert monochrome_reason(probe(grey_after_black)) == "chroma flat at neutral on 4 sampled frames"
+    assert monochrome_reason(probe(grey_with_logo)) == "chroma flat at neutral on 5 sampled frames"
+    all_black = face_clip(media / "black.mp4", black=12)
+    assert monochrome_reason(probe(all_black)) is None, "nothing bright enough to tell: colour, as it may be"
+
+
+def test_settled_options_decide_the_picture_again_without_reading_the_source(media: Path, tff: Path):
+    """What archive mode gives its chunks: the field order and colour of the whole source, explicit, so a
+    chunk does not sample the file again (here it could not: the path names no file)."""
+    options = RestoreOptions(model="tiny.pth", detector="retina.pth")  # a model: colour auto has a choice
+    for src in (face_clip(media / "mono.mp4", grey=True), tff):
+        plan = picture_plan(probe(src), options)
+        settled = settled_options(options, plan)
+        elsewhere = dataclasses.replace(probe(src), path=str(media / "no such file.mp4"), field_order="progressive")
+        again = picture_plan(elsewhere, settled)
+        assert (again.field_order, again.luma_only) == (plan.field_order, plan.luma_only)
 
 
 def test_monochrome_source_stays_monochrome_bit_exact_in_chroma(media: Path, tiny_model: Path,

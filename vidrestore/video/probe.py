@@ -177,8 +177,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
-    """Up to `count` decoded pictures spread evenly over a file (the first picture after each seek
-    point); only the first for a stream that cannot seek or whose length is unknown."""
+    """Up to `count` decoded pictures spread evenly over a file (the first picture at or after each
+    time, decoded on from the seek point before it); only the first for a stream that cannot seek or
+    whose length is unknown."""
     container = open_input(path)
     pictures: list[av.VideoFrame] = []
     try:
@@ -186,10 +187,10 @@ def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
         duration = _duration(container, stream)
         spots = [duration * k / count for k in range(count)] if duration and stream.time_base else [0.0]
         for seconds in spots:
+            target = round(seconds / stream.time_base) + (stream.start_time or 0)
             if seconds:
-                container.seek(round(seconds / stream.time_base) + (stream.start_time or 0), stream=stream,
-                               backward=True)
-            picture = _first_frame(container, stream)
+                container.seek(target, stream=stream, backward=True)
+            picture = _picture_from(container, stream, target)
             if picture is not None:
                 pictures.append(picture)
     except av.FFmpegError as exc:
@@ -197,6 +198,21 @@ def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
     finally:
         container.close()
     return pictures
+
+
+def _picture_from(container: av.container.InputContainer, stream: av.VideoStream, pts: int) -> av.VideoFrame | None:
+    """The first decoded picture at or after `pts` (a seek lands on the keyframe before it), the last
+    one when the stream ends first; None if none decodes."""
+    last = None
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                if frame.pts is None or frame.pts >= pts:
+                    return frame
+                last = frame
+        except av.error.InvalidDataError:
+            continue
+    return last
 
 
 # --- the report of `vidrestore probe` ------------------------------------------------------------
