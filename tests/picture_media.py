@@ -41,17 +41,18 @@ def _face_view(width: int, height: int, fields: int = 0) -> str:
     return f"scale={height}:{height},pad={width + fields * FIELD_STEP}:{height}:(ow-iw)/2:0"
 
 
-def interlaced_clip(dst: Path, field_order: str, frames: int = 12) -> Path:
-    """H.264 with interlaced coding, `field_order` (tff or bff) tagged, 25 frames/s of two fields each:
-    a still face that moves FIELD_STEP pixels to the right every field."""
+def interlaced_clip(dst: Path, field_order: str, frames: int = 12, pix_fmt: str = "yuv420p") -> Path:
+    """H.264 with interlaced coding (FFV1 for pixel formats H.264 lacks, yuv411p), `field_order` (tff or bff)
+    tagged, 25 frames/s of two fields each: a still face that moves FIELD_STEP pixels to the right every field."""
     width, height = SIZE
     weave = "interleave_top" if field_order == "tff" else "interleave_bottom"
     still = still_picture(dst.with_name("still.png"))
+    codec = (("libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme", "-x264-params", f"{field_order}=1:threads=1")
+             if pix_fmt == "yuv420p" else ("ffv1",))
     ffmpeg("-loop", "1", "-framerate", "50", "-i", still,
            "-vf", f"{_face_view(width, height, 2 * frames)},crop={width}:{height}:x='n*{FIELD_STEP}':y=0,"
-           f"tinterlace={weave},setfield={field_order},format=yuv420p",
-           "-frames:v", frames, "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme",
-           "-x264-params", f"{field_order}=1:threads=1", dst)
+           f"tinterlace={weave},setfield={field_order},format={pix_fmt}",
+           "-frames:v", frames, "-c:v", *codec, dst)
     return dst
 
 

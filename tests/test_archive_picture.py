@@ -127,15 +127,37 @@ def test_fields_are_restored_apart_no_combing_and_lines_outside_faces_exact(
     assert field_error(woven) < 0.5 * field_error(flat), "each field restored from its own lines, not both"
     assert frame_roughness(woven) > 0.5 * frame_roughness(source), "the motion between the fields is kept"
     assert frame_roughness(flat) < 0.5 * frame_roughness(source), "one picture per frame loses it"
+    assert_exact_outside(source, woven, box)
+
+
+def assert_exact_outside(source: list[list[np.ndarray]], output: list[list[np.ndarray]],
+                         box: tuple[int, int, int, int]) -> None:
+    """Every sample of every plane outside the box (in each plane's own resolution) is the source's."""
     y0, y1, x0, x1 = box
-    for s, o in zip(source, woven):
-        outside = np.ones(s[0].shape, dtype=bool)
-        outside[y0:y1, x0:x1] = False
-        assert np.array_equal(s[0][outside], o[0][outside]), "luma outside the faces is bit-exact"
-        for sc, oc in zip(s[1:], o[1:]):
-            keep = np.ones(sc.shape, dtype=bool)
-            keep[y0 // 2:(y1 + 1) // 2, x0 // 2:(x1 + 1) // 2] = False
-            assert np.array_equal(sc[keep], oc[keep]), "chroma outside the faces is bit-exact"
+    for s, o in zip(source, output):
+        for sp, op in zip(s, o):
+            sx, sy = s[0].shape[1] // sp.shape[1], s[0].shape[0] // sp.shape[0]
+            outside = np.ones(sp.shape, dtype=bool)
+            outside[y0 // sy:-(-y1 // sy), x0 // sx:-(-x1 // sx)] = False
+            assert np.array_equal(sp[outside], op[outside]), "every sample outside the faces is bit-exact"
+
+
+@pytest.mark.parametrize(("order", "pix_fmt"), [("tff", "yuv420p"), ("bff", "yuv420p"), ("bff", "yuv411p")])
+def test_interlaced_ffv1_out_keeps_the_field_order_and_the_lines_outside_faces(
+        order: str, pix_fmt: str, media: Path, tff: Path, bff: Path, tiny_model: Path, detector_weights: Path,
+        tmp_path: Path):
+    """FFV1 output tagged with the source's field order, every sample outside the faces bit-exact, in
+    both orders and in NTSC DV's 4:1:1 (a chroma sample per four pixels of a line)."""
+    src = {"yuv420p": tff if order == "tff" else bff}.get(pix_fmt) or interlaced_clip(
+        media / f"{order}_{pix_fmt}.mkv", order, frames=6, pix_fmt=pix_fmt)
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights, "--codec", "ffv1")
+    facts = video_facts(out)
+    assert (facts["codec"], facts["pix_fmt"]) == ("ffv1", pix_fmt)
+    assert facts["field_order"] == (2 if order == "tff" else 3)  # AV_FIELD_TT, AV_FIELD_BB
+    assert field_flags(out) == [order[0].upper()] * len(facts["pts"])
+    source, restored = planes_of(src), planes_of(out)
+    assert_exact_outside(source, restored, changed_box(source, restored))
 
 
 def test_deinterlace_doubles_the_frames_at_field_times(tff: Path, tiny_model: Path, detector_weights: Path,
@@ -255,6 +277,18 @@ def test_monochrome_source_stays_monochrome_bit_exact_in_chroma(media: Path, tin
     changed_box(source, restored)  # faces were restored: the luma changed
     for s, o in zip(source, restored):
         assert all(np.array_equal(sc, oc) for sc, oc in zip(s[1:], o[1:])), "every chroma sample is the source's"
+
+
+@pytest.mark.parametrize("pix_fmt", ["gray", "gray10le"])
+def test_grey_pixel_formats_are_written_back_in_their_own_format(pix_fmt: str, media: Path, tiny_model: Path,
+                                                                detector_weights: Path, tmp_path: Path):
+    src = face_clip(media / f"{pix_fmt}.mkv", grey=True, frames=6, codec=("ffv1",), pix_fmt=pix_fmt)
+    out = tmp_path / "out.mkv"
+    run(src, out, tiny_model, detector_weights, "--codec", "ffv1")
+    assert video_facts(out)["pix_fmt"] == pix_fmt
+    source, restored = planes_of(src), planes_of(out)
+    assert [len(f) for f in restored] == [1] * 6
+    assert_exact_outside(source, restored, changed_box(source, restored))
 
 
 def test_restored_colour_on_monochrome_is_what_auto_prevents(media: Path, tiny_model: Path, detector_weights: Path,
