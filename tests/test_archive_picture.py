@@ -5,6 +5,7 @@ mezzanine codecs come back as they went in. Tiny random-weight restorer, the rea
 from __future__ import annotations
 
 import dataclasses
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from picture_media import (
 from pipeline_support import make_tiny_restorer
 from vidrestore import cli
 from vidrestore.archive.job import ArchiveSettings, archive_video
+from vidrestore.pipeline import stages
 from vidrestore.errors import MediaError
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.options import RestoreOptions
@@ -200,6 +202,33 @@ def test_field_order_flag_overrides_a_wrong_tag(tff: Path, tiny_model: Path, det
     run(tff, out, tiny_model, detector_weights, "--field-order", "bff")
     assert set(field_flags(out)) == {"B"}
     assert video_facts(out)["field_order"] == 3  # AV_FIELD_BB
+
+
+def test_track_on_an_interlaced_source_gives_the_landmarks_the_job_aligns_each_field_with(
+        tff: Path, tiny_model: Path, detector_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    aligned: dict[tuple[int, int], list] = {}
+    real = stages.landmarks_of
+
+    def recording(items):
+        face_frame, landmarks = real(items)
+        for k, item in enumerate(items):
+            aligned[item.frame.index, item.frame.field_of.number] = np.round(landmarks[face_frame == k], 2).tolist()
+        return face_frame, landmarks
+
+    monkeypatch.setattr(stages, "landmarks_of", recording)
+    run(tff, tmp_path / "out.mkv", tiny_model, detector_weights, "--codec", "ffv1")
+    tracks, drawn = tmp_path / "tracks.json", tmp_path / "drawn.mkv"
+    assert cli.main(["-q", "track", str(tff), "--json", str(tracks), "--draw", str(drawn), "--detector",
+                     str(detector_weights), "--device", "cpu", "--det-size", "320"]) == 0
+    document = json.loads(tracks.read_text())
+    frames = len(video_facts(tff)["pts"])
+    assert document["video"]["frames"] == 2 * frames and document["video"]["field_order"] == "tff"
+    assert [(r["index"], r["field"]) for r in document["frames"]] == sorted(aligned) == \
+        [(k, n) for k in range(frames) for n in (0, 1)]
+    assert sum(bool(r["faces"]) for r in document["frames"]) >= 2 * frames - 2, "the face is found in the fields"
+    for record in document["frames"]:
+        assert [face["landmarks"] for face in record["faces"]] == aligned[record["index"], record["field"]]
+    assert len(video_facts(drawn)["pts"]) == 2 * frames, "the drawn video shows every field"
 
 
 def test_archive_mode_restores_fields_as_file_mode_does(tff: Path, tiny_model: Path, detector_weights: Path,
