@@ -9,6 +9,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -30,12 +31,15 @@ from pipeline_support import make_tiny_restorer
 from vidrestore import cli
 from vidrestore.archive.job import ArchiveSettings, archive_video
 from vidrestore.pipeline import stages
+from vidrestore.pipeline.stages import JobCounters, OutputFrame, weave_stage
 from vidrestore.errors import MediaError
 from vidrestore.pipeline.job import restore_video
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.picture import chroma_is_neutral, monochrome_reason, picture_plan, settled_options
 from vidrestore.video.codecs import PRORES_PROFILES, EncoderSettings, mezzanine_options
+from vidrestore.video.fields import field_frames
 from vidrestore.video.probe import probe, sampled_pictures
+from vidrestore.video.types import Frame
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +220,9 @@ def test_track_on_an_interlaced_source_gives_the_landmarks_the_job_aligns_each_f
         return face_frame, landmarks
 
     monkeypatch.setattr(stages, "landmarks_of", recording)
-    run(tff, tmp_path / "out.mkv", tiny_model, detector_weights, "--codec", "ffv1")
+    options = RestoreOptions(model=str(tiny_model), detector=str(detector_weights), device="cpu", det_size=320,
+                             offline=True, codec="ffv1")
+    report = restore_video(tff, tmp_path / "out.mkv", options, progress=False)
     tracks, drawn = tmp_path / "tracks.json", tmp_path / "drawn.mkv"
     assert cli.main(["-q", "track", str(tff), "--json", str(tracks), "--draw", str(drawn), "--detector",
                      str(detector_weights), "--device", "cpu", "--det-size", "320"]) == 0
@@ -229,6 +235,21 @@ def test_track_on_an_interlaced_source_gives_the_landmarks_the_job_aligns_each_f
     for record in document["frames"]:
         assert [face["landmarks"] for face in record["faces"]] == aligned[record["index"], record["field"]]
     assert len(video_facts(drawn)["pts"]) == 2 * frames, "the drawn video shows every field"
+    per_frame = [max(len(r["faces"]) for r in document["frames"] if r["index"] == k) for k in range(frames)]
+    assert (report.frames, report.faces, report.frames_with_faces) == \
+        (frames, sum(per_frame), sum(n > 0 for n in per_frame)), "a frame counts its faces once, not per field"
+
+
+def test_a_field_without_its_pair_is_an_error(tff: Path):
+    with av.open(str(tff)) as container:
+        picture = next(container.decode(video=0))
+        info = probe(tff)
+        frame = Frame.from_picture(picture, 0, time_base=info.time_base)
+        first, second = field_frames([frame], info, "tff")
+    assert second.field_of.number == 1
+    counters = JobCounters()
+    with pytest.raises(MediaError, match="frame 0: its second field never came"):
+        list(weave_stage(counters)([OutputFrame(first, 0)]))
 
 
 def test_archive_mode_restores_fields_as_file_mode_does(tff: Path, tiny_model: Path, detector_weights: Path,
@@ -340,6 +361,32 @@ def test_colour_source_on_a_colour_clip_keeps_chroma_bit_exact(media: Path, tiny
         assert all(np.array_equal(sc, oc) for sc, oc in zip(s[1:], o[1:]))
 
 
+def test_colour_source_on_rgb_frames_changes_only_what_the_paste_changed(media: Path, tiny_model: Path,
+                                                                         detector_weights: Path, tmp_path: Path):
+    """RGB pictures (FFV1 keeps them as bgr0) cannot keep their chroma plane by plane: the restored pixels
+    take the source's chroma, and the other pixels of the face's box are left exactly as they were."""
+    src = face_clip(media / "rgb.mkv", frames=4, codec=("ffv1",), pix_fmt="bgr0")
+    assert video_facts(src)["pix_fmt"] == "bgr0"
+    runs = {}
+    for colour in ("restored", "source"):
+        out = tmp_path / f"{colour}.mkv"
+        run(src, out, tiny_model, detector_weights, "--codec", "ffv1", "--colour", colour)
+        assert video_facts(out)["pix_fmt"] == "bgr0"
+        runs[colour] = rgb_frames(out)
+    source = rgb_frames(src)
+    pasted = np.any(runs["restored"] != source, axis=-1)
+    changed = np.any(runs["source"] != source, axis=-1)
+    assert pasted.any(), "faces were restored"
+    assert not (changed & ~pasted).any(), "no pixel the paste left alone was changed"
+    assert np.any(runs["source"] != runs["restored"]), "the source's chroma did replace the model's"
+
+
+def rgb_frames(path: Path) -> np.ndarray:
+    """Every frame of a video as RGB, (frames, height, width, 3)."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
 def test_colour_source_on_an_image_keeps_a_grey_picture_grey(media: Path, tiny_model: Path, detector_weights: Path,
                                                              tmp_path: Path):
     from PIL import Image
@@ -442,5 +489,8 @@ def test_a_container_that_cannot_hold_the_source_codec_is_refused_before_any_wor
     argv = ["-q", str(src), str(out), "--model", str(tiny_model), "--detector", str(detector_weights),
             "--device", "cpu", "--offline", "--no-progress"]
     assert cli.main(argv) == 2
-    assert "cannot hold video encoder dnxhd" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot hold video encoder dnxhd" in err
+    assert "codec auto chose it for the dnxhd source: give --codec libx264" in err
+    assert len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []

@@ -164,4 +164,4 @@ class ChunkWorker:
             .add("restore", restore_stage(engine, max_faces, self.options.max_batch_frames))
             .add("composite", composite_stage(engine, counters, luma_only=plan.luma_only))
         )
-        return add_weave(pipeline, plan).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))
+        return add_weave(pipeline, plan, counters).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))

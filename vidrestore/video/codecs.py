@@ -159,6 +159,7 @@ class EncoderSettings:
     threads: int = 0
     options: dict[str, str] = field(default_factory=dict)
     field_order: str = "progressive"
+    chosen_for: str | None = None  # the source codec codec auto chose this encoder for (None: asked for)
 
     def resolved(self) -> "EncoderSettings":
         """The same settings with the codec alias resolved (h264 -> libx264)."""
@@ -175,11 +176,12 @@ class EncoderSettings:
         if mezzanine is None:
             return replace(settings, codec=DEFAULT_CODEC)
         encoder, options = mezzanine
-        if settings.quality is not None or settings.preset is not None:
-            log.info("%s source: writing %s again; the quality and speed preset of %s do not apply",
-                     info.codec, encoder, DEFAULT_CODEC)
+        if settings.quality is not None or settings.preset is not None:  # a preset's CRF too: not worth a notice
+            log.debug("%s source: writing %s again; the quality and speed preset of %s do not apply",
+                      info.codec, encoder, DEFAULT_CODEC)
         log.info("%s source (%s): writing %s with the same profile", info.codec, info.profile or "no profile", encoder)
-        return replace(settings, codec=encoder, quality=None, preset=None, options={**options, **settings.options})
+        return replace(settings, codec=encoder, quality=None, preset=None, options={**options, **settings.options},
+                       chosen_for=info.codec)
 
     def encoder_options(self) -> dict[str, str]:
         """Encoder options: the preset's defaults, then quality/preset, then explicit options."""
@@ -287,7 +289,10 @@ def check_codec(settings: EncoderSettings, info: VideoInfo, container: av.contai
         family = codec.canonical_name
     else:
         family = _family_name(settings.codec)
-    check_container_holds(container, family, out_name, what=f"video encoder {settings.codec}")
+    advice = "choose another container or codec" if settings.chosen_for is None else (
+        f"codec auto chose it for the {settings.chosen_for} source: give --codec {DEFAULT_CODEC} (or another "
+        "codec the container holds), or choose another container")
+    check_container_holds(container, family, out_name, what=f"video encoder {settings.codec}", advice=advice)
     return choose_pix_fmt(settings, info, supported_fmts)
 
 
@@ -300,9 +305,10 @@ def _family_name(encoder: str) -> str:
     return FAMILIES.get(encoder, encoder)
 
 
-def check_container_holds(container: av.container.OutputContainer, codec_family: str, out_name: str, what: str) -> None:
+def check_container_holds(container: av.container.OutputContainer, codec_family: str, out_name: str, what: str,
+                          advice: str = "choose another container or codec") -> None:
     """MediaError when the output container cannot hold a codec (where FFmpeg can tell)."""
     supported = set(container.supported_codecs)  # empty where the muxer cannot tell (mpegts)
     if supported and codec_family not in supported:
         raise MediaError(f"{out_name}: the {container.format.name} container cannot hold "
-                         f"{what} ({codec_family}); choose another container or codec")
+                         f"{what} ({codec_family}); {advice}")
