@@ -41,17 +41,18 @@ def _face_view(width: int, height: int, fields: int = 0) -> str:
     return f"scale={height}:{height},pad={width + fields * FIELD_STEP}:{height}:(ow-iw)/2:0"
 
 
-def interlaced_clip(dst: Path, field_order: str, frames: int = 12) -> Path:
-    """H.264 with interlaced coding, `field_order` (tff or bff) tagged, 25 frames/s of two fields each:
-    a still face that moves FIELD_STEP pixels to the right every field."""
+def interlaced_clip(dst: Path, field_order: str, frames: int = 12, pix_fmt: str = "yuv420p") -> Path:
+    """H.264 with interlaced coding (FFV1 for pixel formats H.264 lacks, yuv411p), `field_order` (tff or bff)
+    tagged, 25 frames/s of two fields each: a still face that moves FIELD_STEP pixels to the right every field."""
     width, height = SIZE
     weave = "interleave_top" if field_order == "tff" else "interleave_bottom"
     still = still_picture(dst.with_name("still.png"))
+    codec = (("libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme", "-x264-params", f"{field_order}=1:threads=1")
+             if pix_fmt == "yuv420p" else ("ffv1",))
     ffmpeg("-loop", "1", "-framerate", "50", "-i", still,
            "-vf", f"{_face_view(width, height, 2 * frames)},crop={width}:{height}:x='n*{FIELD_STEP}':y=0,"
-           f"tinterlace={weave},setfield={field_order},format=yuv420p",
-           "-frames:v", frames, "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme",
-           "-x264-params", f"{field_order}=1:threads=1", dst)
+           f"tinterlace={weave},setfield={field_order},format={pix_fmt}",
+           "-frames:v", frames, "-c:v", *codec, dst)
     return dst
 
 
@@ -66,12 +67,16 @@ def telecined_clip(dst: Path, frames: int = 15) -> Path:
 
 
 def face_clip(dst: Path, *, grey: bool = False, frames: int = 12, codec: tuple[str, ...] = ("libx264",),
-              pix_fmt: str = "yuv420p") -> Path:
-    """The talking head at SIZE, in colour or as a grey picture stored in `pix_fmt`, encoded with `codec`."""
+              pix_fmt: str = "yuv420p", black: int = 0, speck: bool = False) -> Path:
+    """The talking head at SIZE, in colour or as a grey picture stored in `pix_fmt`, encoded with `codec`;
+    the first `black` frames black (a leader), and with `speck` a small red square in a corner (a logo:
+    16 of the 25344 chroma samples of each plane)."""
     width, height = SIZE
     grey_filter = "format=gray," if grey else ""
+    leader = f"drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(n,{black})'," if black else ""
+    logo = "format=yuv420p,drawbox=x=0:y=0:w=8:h=8:color=red:t=fill," if speck else ""
     ffmpeg("-i", FACE_VIDEO, "-vf", f"scale={height}:{height},pad={width}:{height}:(ow-iw)/2:0,"
-           f"{grey_filter}format={pix_fmt}", "-frames:v", frames, "-c:v", *codec, "-an", dst)
+           f"{grey_filter}{leader}{logo}format={pix_fmt}", "-frames:v", frames, "-c:v", *codec, "-an", dst)
     return dst
 
 
@@ -87,6 +92,36 @@ def mezzanine_clip(dst: Path, kind: str, frames: int = 8) -> Path:
     ffmpeg("-i", FACE_VIDEO, "-vf", f"scale={height}:{height},pad={width}:{height}:(ow-iw)/2:0,format={pix_fmt}",
            "-frames:v", frames, "-c:v", *codec, "-timecode", TIMECODE, "-metadata:s:v:0", f"reel_name={REEL}",
            "-an", dst)
+    return dst
+
+
+def dnxhd_clip(dst: Path, rate: str, field_order: str = "progressive", frames: int = 3) -> Path:
+    """DNxHD (its own profile, not DNxHR) at 1920x1080, the only size it has at these rates: 220 Mb/s
+    8-bit progressive at 30000/1001, 175 Mb/s 8-bit at 24000/1001, or 220 Mb/s 10-bit interlaced
+    (`field_order` tff) at 30000/1001; with a timecode, in QuickTime."""
+    bit_rate, pix_fmt = {("30000/1001", "progressive"): ("220M", "yuv422p"), ("24000/1001", "progressive"):
+                         ("175M", "yuv422p"), ("30000/1001", "tff"): ("220M", "yuv422p10le")}[(rate, field_order)]
+    fields = [] if field_order == "progressive" else ["-flags", "+ildct"]
+    setfield = "" if field_order == "progressive" else f"setfield={field_order},"
+    ffmpeg("-i", FACE_VIDEO, "-vf", f"fps={rate},scale=1080:1080,pad=1920:1080:(ow-iw)/2:0,{setfield}format={pix_fmt}",
+           "-frames:v", frames, "-c:v", "dnxhd", "-profile:v", "dnxhd", "-b:v", bit_rate, *fields,
+           "-timecode", TIMECODE, "-an", dst)
+    return dst
+
+
+def prores_frame(dst: Path, profile: int) -> Path:
+    """One tiny ProRes frame written by prores_ks with `profile` (0 Proxy .. 5 XQ), 4:4:4 for 4444 and XQ."""
+    pix_fmt = "yuv444p10le" if profile >= 4 else "yuv422p10le"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", 1, "-pix_fmt", pix_fmt,
+           "-c:v", "prores_ks", "-profile:v", profile, dst)
+    return dst
+
+
+def tagged_fields_clip(dst: Path, field_order: str) -> Path:
+    """Two tiny FFV1 frames flagged `field_order` (tff or bff) by setfield, as the ffmpeg binary tags them
+    (TB for top field first, BT for bottom)."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", 2, "-vf", f"setfield={field_order}",
+           "-c:v", "ffv1", dst)
     return dst
 
 
@@ -118,4 +153,4 @@ def video_facts(path: Path) -> dict[str, object]:
         return {"codec": cc.name, "profile": cc.profile, "pix_fmt": cc.pix_fmt, "field_order": cc.field_order,
                 "time_base": stream.time_base, "pts": pts, "timecode": tags.get("timecode"),
                 "reel_name": tags.get("reel_name"), "extradata": bytes(cc.extradata or b""),
-                "sar": stream.sample_aspect_ratio}
+                "sar": stream.sample_aspect_ratio, "bit_rate": cc.bit_rate or stream.bit_rate}

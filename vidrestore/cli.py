@@ -268,8 +268,8 @@ def _add_restore_arguments(p: argparse.ArgumentParser, compare: bool = True) -> 
     m = p.add_argument_group("model and faces")
     add_model_arguments(m)
     m.add_argument("--max-batch-frames", type=int, help="frames gathered at most for one restoration batch")
-    m.add_argument("--smoothing-lag", type=int, help="frames of look-ahead for landmark smoothing "
-                   "(default 8; 0 = causal, as live mode)")
+    m.add_argument("--smoothing-lag", type=int, help="pictures of look-ahead for landmark smoothing: frames, or "
+                   "fields of interlaced sources (default 8; 0 = causal, as live mode)")
     pic = p.add_argument_group("picture")
     pic.add_argument("--field-order", choices=["tff", "bff", "progressive"], help="the source's field order when "
                      "its tag is wrong (default: what the stream says); interlaced sources are restored field by field")
@@ -477,8 +477,10 @@ def _add_track_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
     p.add_argument("--conf", type=float, default=0.8, help="detector confidence threshold")
     p.add_argument("--limit", type=int, help="only the first N frames")
-    p.add_argument("--lag", type=int, help="frames of look-ahead for landmark smoothing (default: the file-mode "
-                   "value, 8; 0 = causal, as live mode)")
+    p.add_argument("--lag", type=int, help="pictures of look-ahead for landmark smoothing (default: the file-mode "
+                   "value, 8; 0 = causal, as live mode); fields on interlaced sources")
+    p.add_argument("--field-order", choices=["tff", "bff", "progressive"], help="the source's field order when "
+                   "its tag is wrong (default: what the stream says); interlaced sources are tracked field by field")
     p.set_defaults(handler=_cmd_track)
 
 
@@ -496,7 +498,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         raise VidrestoreError(f"--limit must be at least 1, not {args.limit}")
     # the main job's options, so that the tracks are the ones `vidrestore IN OUT` aligns faces with
     options = RestoreOptions(model=NO_MODEL, detector=args.detector, device=args.device, det_size=args.det_size,
-                             detect_every=args.detect_every, smoothing_lag=lag)
+                             detect_every=args.detect_every, smoothing_lag=lag, field_order=args.field_order)
     draw = Path(args.draw) if args.draw else None
     run_track(Path(args.input), Path(args.json), options, conf_threshold=args.conf, draw_path=draw,
               limit=args.limit, progress=not args.quiet)

@@ -159,4 +159,4 @@ class ChunkWorker:
         background = background_for(self.options, self.network, source.info)
         pipeline = add_restoration(self.analysis_pipeline(source, task, plan), self.engine, background, counters,
                                    self.options.max_batch_frames, luma_only=plan.luma_only)
-        return add_weave(pipeline, plan).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))
+        return add_weave(pipeline, plan, counters).add("encode", encode_stage(sink, None, on_frame or (lambda: None)))

@@ -38,7 +38,7 @@ from vidrestore.device import resolve_device
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.job import encoder_settings
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.picture import check_chunkable, picture_plan
+from vidrestore.pipeline.picture import check_chunkable, picture_plan, settled_options
 from vidrestore.video.paths import check_input, check_output
 from vidrestore.video.probe import probe
 from vidrestore.video.transcode import open_sink
@@ -188,6 +188,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     check_output(output, input)
     plan_of_picture = picture_plan(probe(input), options)  # bad input fails here, before the work folder exists
     check_chunkable(plan_of_picture)
+    options = settled_options(options, plan_of_picture)  # every chunk's fields and colour as decided here, once
     check_writable(output, plan_of_picture.output, options)
     check_local_devices(settings)
     index = read_frame_index(input)

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 
 from vidrestore.errors import MediaError, error_line
-from vidrestore.video.codecs import PRESETS
+from vidrestore.video.codecs import PRESETS, canonical_encoder
 from vidrestore.video.paths import commit_temp, make_temp, remove_quietly
 from vidrestore.video.probe import open_input, video_stream
 from vidrestore.video.remux import StreamCopier, packet_time, set_video_tags
@@ -20,9 +20,6 @@ from vidrestore.video.sink import MP4_LIKE
 from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
-
-ENCODERS = {"hevc": "libx265"}  # a chunk's codec by the decoder's name -> the encoder whose preset tags it in MP4
-
 
 def rescaled(value: int | None, source: Fraction, target: Fraction) -> int | None:
     """A timestamp from one time base in another (rounded)."""
@@ -81,10 +78,10 @@ def add_video_stream(out: av.container.OutputContainer, template: Path, info: Vi
     with open_input(str(template)) as container:
         chunk = video_stream(container, str(template))
         stream = out.add_stream_from_template(chunk)
-        encoder = chunk.codec_context.name
+        encoder = canonical_encoder(chunk.codec_context.name)  # the decoder's name (hevc) -> the encoder's preset
     stream.time_base = info.time_base
     set_video_tags(stream, info)
-    preset = PRESETS.get(ENCODERS.get(encoder, encoder))
+    preset = PRESETS.get(encoder)
     if preset and preset.mp4_tag and out.format.name in MP4_LIKE:
         stream.codec_context.codec_tag = preset.mp4_tag
     return stream

@@ -132,9 +132,9 @@ def add_fields(pipeline: Pipeline, plan: PicturePlan | None, info: VideoInfo) ->
     return pipeline.add("fields", fields_stage(info, plan.field_order, plan.weaving))
 
 
-def add_weave(pipeline: Pipeline, plan: PicturePlan) -> Pipeline:
-    """The weave stage before encoding, for restored fields that go back into interlaced frames."""
-    return pipeline.add("weave", weave_stage()) if plan.weaving else pipeline
+def add_weave(pipeline: Pipeline, plan: PicturePlan, counters: JobCounters) -> Pipeline:
+    """The weave stage before encoding, for restored fields that go back into interlaced frames (counted there)."""
+    return pipeline.add("weave", weave_stage(counters)) if plan.weaving else pipeline
 
 
 def analysis_pipeline(source: VideoSource, tracker: FaceTracker | None, options: RestoreOptions,
@@ -248,7 +248,8 @@ def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: 
                 pipeline = add_restoration(analysis_pipeline(source, tracker, options, plan=plan), engine,
                                            background, counters, options.max_batch_frames,
                                            keep_before=compare is not None, luma_only=plan.luma_only)
-                add_weave(pipeline, plan).add("encode", encode_stage(outputs.sink, outputs.compare, frame_done))
+                pipeline = add_weave(pipeline, plan, counters).add(
+                    "encode", encode_stage(outputs.sink, outputs.compare, frame_done))
                 pipeline.run(cancel)
         except BaseException:
             outputs.abort()

@@ -19,9 +19,8 @@ import yaml
 
 from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.video.codecs import AUTO_CODEC, check_quality, takes_quality
-from vidrestore.video.probe import FIELD_ORDERS
 from vidrestore.video.geometry import Upscale, output_info
-from vidrestore.video.types import VideoInfo
+from vidrestore.video.types import FIELD_ORDERS, VideoInfo
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

@@ -18,6 +18,7 @@ import numpy as np
 from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.video.patch import PATCHABLE_FORMATS, plane_array, sample_dtype
+from vidrestore.video.paths import is_url
 from vidrestore.video.probe import sampled_pictures
 from vidrestore.video.types import VideoInfo
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 SAMPLED_FRAMES = 5  # pictures spread over the file that decide whether its chroma is flat
 NEUTRAL_TOLERANCE = 2  # levels (at 8 bits) a chroma sample may stray from neutral in a monochrome source
+NEUTRAL_PERCENTILE = 99.5  # of |chroma - neutral|: a caption or logo in colour does not make a film colour
+DARK_LUMA = 48  # levels (at 8 bits): a picture whose brighter tenth is darker says nothing of its colour
+INFORMATIVE_PICTURES = 2  # pictures bright enough to tell, at least, before a source is called monochrome
 
 
 @dataclass(frozen=True)
@@ -64,26 +68,53 @@ def source_field_order(info: VideoInfo, options: RestoreOptions) -> str:
 
 
 def monochrome_reason(info: VideoInfo) -> str | None:
-    """Why the source is monochrome ("grey pixel format", "chroma flat at neutral on N sampled frames"), or None."""
+    """Why the source is monochrome ("grey pixel format", "chroma flat at neutral on N sampled frames"), or None.
+
+    Flat chroma is looked for on pictures spread over the file; black ones (fades, leaders) have
+    neutral chroma in colour films too, so they are left out, and at least INFORMATIVE_PICTURES must
+    remain. A stream (URL) is not sampled: only its pixel format tells.
+    """
     fmt = av.VideoFormat(info.pix_fmt)
     if len(fmt.components) == 1 or fmt.name.startswith("gray"):
         return f"grey pixel format {info.pix_fmt}"
     if fmt.is_rgb:
         return None
-    pictures = sampled_pictures(info.path, SAMPLED_FRAMES)
-    if pictures and all(chroma_is_neutral(p) for p in pictures):
+    if is_url(info.path):
+        log.info("%s: a stream is not sampled for flat chroma; give --colour source if it is monochrome", info.path)
+        return None
+    pictures = [p for p in sampled_pictures(info.path, SAMPLED_FRAMES) if not is_dark(p)]
+    if len(pictures) < INFORMATIVE_PICTURES:
+        log.info("%s: %d sampled picture(s) bright enough to tell its colour; taken as colour", info.path,
+                 len(pictures))
+        return None
+    if all(chroma_is_neutral(p) for p in pictures):
         return f"chroma flat at neutral on {len(pictures)} sampled frames"
     return None
 
 
-def chroma_is_neutral(picture: av.VideoFrame) -> bool:
-    """True when every chroma sample of a YUV picture is within NEUTRAL_TOLERANCE of neutral."""
+def planar_yuv(picture: av.VideoFrame) -> av.VideoFrame:
+    """The picture as planar YUV with three planes (itself when it is; 4:4:4 otherwise)."""
     if picture.format.is_rgb or len(picture.planes) < 3:
-        picture = picture.reformat(format="yuv444p16le" if sample_dtype(picture).itemsize > 1 else "yuv444p")
+        return picture.reformat(format="yuv444p16le" if sample_dtype(picture).itemsize > 1 else "yuv444p")
+    return picture
+
+
+def is_dark(picture: av.VideoFrame) -> bool:
+    """True for a picture whose brighter tenth of luma is below DARK_LUMA (black, or nearly)."""
+    picture = planar_yuv(picture)
+    luma = plane_array(picture.planes[0], sample_dtype(picture))
+    return float(np.percentile(luma, 90)) < DARK_LUMA << max(0, picture.format.components[0].bits - 8)
+
+
+def chroma_is_neutral(picture: av.VideoFrame) -> bool:
+    """True when nearly every chroma sample of a YUV picture (NEUTRAL_PERCENTILE of them) is within
+    NEUTRAL_TOLERANCE of neutral."""
+    picture = planar_yuv(picture)
     bits = picture.format.components[1].bits
     neutral, tolerance = 1 << (bits - 1), NEUTRAL_TOLERANCE << max(0, bits - 8)
     dtype = sample_dtype(picture)
-    return all(int(np.abs(plane_array(plane, dtype).astype(np.int32) - neutral).max()) <= tolerance
+    return all(float(np.percentile(np.abs(plane_array(plane, dtype).astype(np.int32) - neutral),
+                                   NEUTRAL_PERCENTILE)) <= tolerance
                for plane in picture.planes[1:3])
 
 
@@ -126,6 +157,12 @@ def picture_plan(info: VideoInfo, options: RestoreOptions) -> PicturePlan:
                        output_info(info, field_order, options.deinterlace))
     log.info("%s", plan.describe())
     return plan
+
+
+def settled_options(options: RestoreOptions, plan: PicturePlan) -> RestoreOptions:
+    """The options with the plan's field order and colour given explicitly, so that jobs over parts of
+    the source (archive chunks) treat each part as the whole source was judged, without judging again."""
+    return dataclasses.replace(options, field_order=plan.field_order, colour="source" if plan.luma_only else "restored")
 
 
 def check_chunkable(plan: PicturePlan) -> None:

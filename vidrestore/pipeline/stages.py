@@ -23,13 +23,18 @@ import cv2
 import numpy as np
 import torch
 
+from vidrestore.errors import MediaError
 from vidrestore.faces.align import paste_regions
 from vidrestore.faces.tracker import FaceTracker
 from vidrestore.faces.types import FrameFaces, TrackedFace
 from vidrestore.models.crop_restorer import CropRestorer
 from vidrestore.models.upsampler import Background
 from vidrestore.video.fields import check_pair, field_frames, weave
-from vidrestore.video.patch import can_patch, keep_chroma_rgb, patch_decoded_picture
+from vidrestore.video.patch import (
+    can_patch,
+    keep_chroma_where_changed,
+    patch_decoded_picture,
+)
 from vidrestore.video.sink import VideoSink
 from vidrestore.video.source import VideoSource
 from vidrestore.video.types import Frame, VideoInfo
@@ -63,11 +68,13 @@ class RestoredBatch:
 
 @dataclass(eq=False)
 class OutputFrame:
-    """A finished frame for the encoder, with its pixels before restoration when a comparison is wanted."""
+    """A finished frame for the encoder, with its pixels before restoration when a comparison is wanted;
+    `faces`: the faces restored in it, `found`: the faces the analysis found (restored or not)."""
 
     frame: Frame
     faces: int
     before: np.ndarray | None = None
+    found: int = 0
 
 
 @dataclass
@@ -78,6 +85,12 @@ class JobCounters:
     faces: int = 0
     frames_with_faces: int = 0
     encoded: int = 0
+
+    def count(self, faces: int) -> None:
+        """One frame of the output with `faces` faces in it."""
+        self.frames += 1
+        self.faces += faces
+        self.frames_with_faces += faces > 0
 
 
 # --- face selection ------------------------------------------------------------------------------
@@ -177,19 +190,14 @@ def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
 
 
 def keep_source_chroma(batch: RestoredBatch, boxes: np.ndarray, originals: list[np.ndarray]) -> None:
-    """Put the source's chroma back into the pasted boxes of frames whose planes cannot be patched one
-    by one (the others keep it plane for plane in the write-back)."""
+    """Put the source's chroma back into the pixels the paste changed, in frames whose planes cannot be
+    patched one by one (the others keep it plane for plane in the write-back); the rest of each box
+    stays as it was, not sent through a colour conversion and back."""
     for n, k in enumerate(batch.face_frame):
         frame = batch.items[k].frame
         if not can_patch(frame.decoded):
             x0, y0, x1, y1 = boxes[n]
-            region = frame.image[y0:y1, x0:x1]
-            region[:] = keep_chroma_rgb(region, originals[n])
-
-
-def counts_as_frame(frame: Frame) -> bool:
-    """True for a frame of the output: a whole frame, or the first field of one (the second is its other half)."""
-    return frame.field_of is None or frame.field_of.number == 0
+            keep_chroma_where_changed(frame.image[y0:y1, x0:x1], originals[n])
 
 
 def side_by_side(item: OutputFrame) -> Frame:
@@ -316,25 +324,29 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
                     faces = np.flatnonzero(batch.face_frame == k)
                     patch_decoded_picture(item.frame, boxes[faces], [originals[n] for n in faces],
                                           luma_only=luma_only)
-                counters.frames += counts_as_frame(item.frame)
-                counters.faces += len(item.faces)
-                counters.frames_with_faces += bool(item.faces) and counts_as_frame(item.frame)
-                yield OutputFrame(item.frame, len(item.faces) if k in touched else 0, before.get(k))
+                if item.frame.field_of is None:  # fields are counted as the frames they are woven into
+                    counters.count(len(item.faces))
+                yield OutputFrame(item.frame, len(item.faces) if k in touched else 0, before.get(k), len(item.faces))
 
     return composite
 
 
-def weave_stage() -> StageFn:
+def weave_stage(counters: JobCounters) -> StageFn:
     """Weave: the two restored fields of each frame back into one interlaced frame (each field's own
-    lines from its picture; a frame neither field changed is its decoded picture, untouched)."""
+    lines from its picture; a frame neither field changed is its decoded picture, untouched). A frame
+    counts the faces of the field that has more (a face is in both fields of a frame)."""
 
     def weave_fields(items: Iterable[OutputFrame]) -> Iterator[OutputFrame]:
         for pair in chunked(items, 2):
-            first, second = pair if len(pair) == 2 else (pair[0], pair[0])
+            if len(pair) != 2:
+                raise MediaError(f"frame {pair[0].frame.index}: its second field never came")
+            first, second = pair
             check_pair(first.frame, second.frame)
             parent = first.frame.field_of.parent
             before = parent.rgb() if first.before is not None or second.before is not None else None
-            yield OutputFrame(weave(first.frame, second.frame), first.faces + second.faces, before)
+            found = max(first.found, second.found)
+            counters.count(found)
+            yield OutputFrame(weave(first.frame, second.frame), first.faces + second.faces, before, found)
 
     return weave_fields
 

@@ -1,8 +1,8 @@
 """The `vidrestore track` job: the main job's decode and analyse stages, then the track JSON (and a drawn video).
 
 Frames are decoded and analysed exactly as `vidrestore IN OUT` does (same source, same analysis view,
-same chunks and tracker settings), so the landmarks written are the ones the main job aligns faces
-with. The drawn video goes through VideoSink (same timing, atomic). The JSON is the format of
+same chunks and tracker settings, and on interlaced sources the same fields), so the landmarks written
+are the ones the main job aligns faces with. The drawn video goes through VideoSink (same timing, atomic). The JSON is the format of
 DESIGN.md section 6 and is written atomically (temporary file, then os.replace).
 """
 
@@ -24,6 +24,7 @@ from vidrestore.faces.detector import DetectorConfig
 from vidrestore.faces.types import TrackedFace
 from vidrestore.pipeline.job import analysis_pipeline, expected_frames, face_tracker, open_video, progress_bar
 from vidrestore.pipeline.options import RestoreOptions
+from vidrestore.pipeline.picture import output_info, picture_plan
 from vidrestore.pipeline.restorer_api import load_detector
 from vidrestore.pipeline.stages import AnalysedFrame, StageFn
 from vidrestore.video import EncoderSettings, Frame, VideoInfo, VideoSink, read_frames
@@ -40,15 +41,22 @@ def read_video(path: Path, limit: int | None = None) -> Iterator[Frame]:
 
 
 def frame_record(item: AnalysedFrame) -> dict:
-    """One frame of the track JSON (DESIGN.md section 6)."""
+    """One picture of the track JSON (DESIGN.md section 6): a frame, or a field of one ("field": 0 for
+    the first in time, 1 for the second; its pts in the fields' time base)."""
     frame = item.frame
-    return {"index": frame.index, "pts": frame.pts, "detected": item.detected,
-            "faces": [face.to_dict() for face in item.faces]}
+    record = {"index": frame.index, "pts": frame.pts, "detected": item.detected,
+              "faces": [face.to_dict() for face in item.faces]}
+    if frame.field_of is not None:
+        record["field"] = frame.field_of.number
+    return record
 
 
-def tracks_document(info: VideoInfo, frames: list[dict]) -> dict:
-    """The track JSON document (DESIGN.md section 6)."""
+def tracks_document(info: VideoInfo, frames: list[dict], field_order: str = "progressive") -> dict:
+    """The track JSON document (DESIGN.md section 6); `info`: the pictures analysed (fields at field rate
+    on an interlaced source, whose field order the video then names)."""
     video = {"width": info.width, "height": info.height, "time_base": str(info.time_base), "frames": len(frames)}
+    if field_order != "progressive":
+        video["field_order"] = field_order
     return {"video": video, "frames": frames}
 
 
@@ -120,13 +128,15 @@ def run_track(
     tracker = face_tracker(options, load_detector(options, resolve_device(options.device), conf_threshold))
     records: list[dict] = []
     with open_video(source, options) as video:
-        info = video.info
+        plan = picture_plan(video.info, options)
+        info = output_info(video.info, plan.field_order, deinterlace=True)  # the pictures: fields at field rate
+        pictures = None if limit is None else limit * (2 if plan.fields else 1)
         drawing = VideoSink(draw_path, info, DRAW_SETTINGS, copy_streams=False) if draw_path else None
         with drawing or contextlib.nullcontext(), \
-                progress_bar(frames_to_expect(info, limit), source.name, progress) as bar:
-            pipeline = analysis_pipeline(video, tracker, options, frames=limit)
+                progress_bar(frames_to_expect(info, pictures), source.name, progress) as bar:
+            pipeline = analysis_pipeline(video, tracker, options, frames=limit, plan=plan)
             pipeline.add("record", record_stage(records, drawing, bar.update)).run()
-    document = tracks_document(info, records)
+    document = tracks_document(info, records, plan.field_order)
     write_json_atomic(document, json_path)
     log.info(
         "%d frames, detector ran on %d, %d track(s)",

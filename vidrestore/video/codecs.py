@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import av
 
@@ -56,11 +58,13 @@ DEFAULT_CODEC = "libx264"
 # What an archive expects back: the decoder's name of a mezzanine codec -> the encoder that writes it.
 MEZZANINE_ENCODERS = {"prores": "prores_ks", "dnxhd": "dnxhd", "ffv1": "ffv1"}
 # The profile FFmpeg's decoder names -> the encoder's profile option that writes it.
-PRORES_PROFILES = {"Proxy": "0", "LT": "1", "Standard": "2", "HQ": "3", "4444": "4", "4444XQ": "5"}
+PRORES_PROFILES = {"Proxy": "0", "LT": "1", "Standard": "2", "HQ": "3", "4444": "4", "XQ": "5"}
 DNXHD_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
                   "DNXHR HQX": "dnxhr_hqx", "DNXHR 444": "dnxhr_444"}
 # Encoders that code fields (interlaced DCT and motion estimation) when asked; others only tag the order.
-INTERLACED_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "mpeg2video": "+ildct+ilme"}
+# DNxHD codes fields in its own profile only: FFmpeg refuses interlaced DNxHR.
+INTERLACED_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "mpeg2video": "+ildct+ilme", "dnxhd": "+ildct"}
+DNXHD_PROFILE = "dnxhd"
 
 
 def canonical_encoder(name: str) -> str:
@@ -81,10 +85,44 @@ def mezzanine_options(info: VideoInfo) -> tuple[str, dict[str, str]] | None:
         profile = PRORES_PROFILES.get(info.profile or "")
         return encoder, {} if profile is None else {"profile": profile}
     if encoder == "dnxhd":
-        profile = DNXHD_PROFILES.get(info.profile or "", "dnxhd")
-        rate = {"b": str(info.bit_rate)} if profile == "dnxhd" and info.bit_rate else {}  # DNxHD's profiles are bit rates
+        profile = DNXHD_PROFILES.get(info.profile or "", DNXHD_PROFILE)
+        rate = {"b": str(dnxhd_bit_rate(info))} if profile == DNXHD_PROFILE else {}
         return encoder, {"profile": profile, **rate}
     return (encoder, {}) if encoder else None
+
+
+def dnxhd_bit_rate(info: VideoInfo) -> int:
+    """The bit rate that writes the source's DNxHD profile again; MediaError when none does.
+
+    DNxHD's profiles are whole Mb/s of a table (per size, field structure and pixel format), which the
+    encoder matches exactly, while a container's average rate of the same profile comes out a little
+    above or below (a 220 Mb/s file at 29.97 fps as 219.98): of the two whole Mb/s around it, the first
+    that opens the encoder (a throwaway one, before any work) is the profile's.
+    """
+    mbits = (info.bit_rate or 0) / 1_000_000
+    for candidate in dict.fromkeys((math.floor(mbits), math.ceil(mbits))):
+        if candidate > 0 and _dnxhd_opens(info, candidate * 1_000_000):
+            return candidate * 1_000_000
+    structure = "i" if info.interlaced else "p"
+    raise MediaError(f"{info.path}: DNxHD at {mbits:.2f} Mb/s, {info.width}x{info.height}{structure} {info.pix_fmt} "
+                     "is none of the profiles FFmpeg's DNxHD encoder writes: give --codec (dnxhd with DNxHR SQ, "
+                     "prores_ks, ffv1)")
+
+
+def _dnxhd_opens(info: VideoInfo, bit_rate: int) -> bool:
+    """Whether FFmpeg's DNxHD encoder opens for the source's size, rate, pixel format and fields at `bit_rate`."""
+    context = av.CodecContext.create("dnxhd", "w")
+    context.width, context.height, context.pix_fmt = info.width, info.height, info.pix_fmt
+    rate = info.average_rate or Fraction(25)
+    context.framerate, context.time_base, context.bit_rate = rate, 1 / rate, bit_rate
+    options = {"profile": DNXHD_PROFILE}
+    _add_interlaced_coding("dnxhd", info.field_order, options)
+    context.options = options
+    try:
+        context.open()
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def takes_quality(codec: str) -> bool:
@@ -121,6 +159,7 @@ class EncoderSettings:
     threads: int = 0
     options: dict[str, str] = field(default_factory=dict)
     field_order: str = "progressive"
+    chosen_for: str | None = None  # the source codec codec auto chose this encoder for (None: asked for)
 
     def resolved(self) -> "EncoderSettings":
         """The same settings with the codec alias resolved (h264 -> libx264)."""
@@ -137,11 +176,12 @@ class EncoderSettings:
         if mezzanine is None:
             return replace(settings, codec=DEFAULT_CODEC)
         encoder, options = mezzanine
-        if settings.quality is not None or settings.preset is not None:
-            log.info("%s source: writing %s again; the quality and speed preset of %s do not apply",
-                     info.codec, encoder, DEFAULT_CODEC)
+        if settings.quality is not None or settings.preset is not None:  # a preset's CRF too: not worth a notice
+            log.debug("%s source: writing %s again; the quality and speed preset of %s do not apply",
+                      info.codec, encoder, DEFAULT_CODEC)
         log.info("%s source (%s): writing %s with the same profile", info.codec, info.profile or "no profile", encoder)
-        return replace(settings, codec=encoder, quality=None, preset=None, options={**options, **settings.options})
+        return replace(settings, codec=encoder, quality=None, preset=None, options={**options, **settings.options},
+                       chosen_for=info.codec)
 
     def encoder_options(self) -> dict[str, str]:
         """Encoder options: the preset's defaults, then quality/preset, then explicit options."""
@@ -180,8 +220,11 @@ def _add_param(opts: dict[str, str], option: str, name: str, value: str) -> None
 
 
 def _add_interlaced_coding(codec: str, field_order: str, opts: dict[str, str]) -> None:
-    """For interlaced frames: the encoder's interlaced coding flags and, for x264, the field order."""
+    """For interlaced frames: the encoder's interlaced coding flags and, for x264, the field order
+    (DNxHD's flags in its own profile only: FFmpeg has no interlaced DNxHR)."""
     if field_order == "progressive" or codec not in INTERLACED_FLAGS:
+        return
+    if codec == "dnxhd" and opts.get("profile") != DNXHD_PROFILE:
         return
     opts.setdefault("flags", INTERLACED_FLAGS[codec])
     if codec == "libx264":
@@ -246,7 +289,10 @@ def check_codec(settings: EncoderSettings, info: VideoInfo, container: av.contai
         family = codec.canonical_name
     else:
         family = _family_name(settings.codec)
-    check_container_holds(container, family, out_name, what=f"video encoder {settings.codec}")
+    advice = "choose another container or codec" if settings.chosen_for is None else (
+        f"codec auto chose it for the {settings.chosen_for} source: give --codec {DEFAULT_CODEC} (or another "
+        "codec the container holds), or choose another container")
+    check_container_holds(container, family, out_name, what=f"video encoder {settings.codec}", advice=advice)
     return choose_pix_fmt(settings, info, supported_fmts)
 
 
@@ -259,9 +305,10 @@ def _family_name(encoder: str) -> str:
     return FAMILIES.get(encoder, encoder)
 
 
-def check_container_holds(container: av.container.OutputContainer, codec_family: str, out_name: str, what: str) -> None:
+def check_container_holds(container: av.container.OutputContainer, codec_family: str, out_name: str, what: str,
+                          advice: str = "choose another container or codec") -> None:
     """MediaError when the output container cannot hold a codec (where FFmpeg can tell)."""
     supported = set(container.supported_codecs)  # empty where the muxer cannot tell (mpegts)
     if supported and codec_family not in supported:
         raise MediaError(f"{out_name}: the {container.format.name} container cannot hold "
-                         f"{what} ({codec_family}); choose another container or codec")
+                         f"{what} ({codec_family}); {advice}")

@@ -22,9 +22,6 @@ from vidrestore.errors import MediaError, error_line
 from vidrestore.video.patch import PATCHABLE_FORMATS, copy_picture, plane_array, sample_dtype
 from vidrestore.video.types import FieldOf, Frame, VideoInfo
 
-AV_FIELD_ORDER = {"progressive": 1, "tff": 2, "bff": 3}  # AVFieldOrder: top/bottom coded and shown first
-
-
 def first_parity(field_order: str) -> int:
     """The parity of the lines of the field shown first: 0 (even, top) for tff, 1 for bff."""
     return 0 if field_order == "tff" else 1
@@ -134,19 +131,16 @@ def weave(first: Frame, second: Frame) -> Frame:
     """The frame the two restored fields of one frame make: each field's own lines from its picture.
 
     A field nothing was pasted on gives its lines from the frame's decoded picture (the same lines
-    bwdif copied); when neither was, that picture itself is the result, untouched. Fields holding RGB
-    only (formats the write-back does not handle) are woven in RGB.
+    bwdif copied); when neither was, that picture itself is the result, untouched. The fields' faces
+    must have been written back into their pictures (field_frames takes only formats that can be).
     """
+    if first.has_rgb or second.has_rgb:
+        raise ValueError(f"frame {first.index}: a field's restored pixels were not written back into its picture")
     parent = first.field_of.parent
-    touched = [f for f in (first, second) if f.decoded is not f.field_of.picture or f.has_rgb]
+    touched = [f for f in (first, second) if f.decoded is not f.field_of.picture]
     if not touched:
         parent.drop_pixels()
         return parent
-    if any(f.has_rgb for f in touched):
-        image = parent.rgb().copy()
-        for f in touched:
-            image[f.field_of.parity::2] = f.image[f.field_of.parity::2]
-        return Frame.from_rgb(image, parent.index, parent.pts, parent.time_base, parent.duration)
     woven = copy_picture(parent.decoded)
     planes = plane_rows(woven)
     for f in touched:

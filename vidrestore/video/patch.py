@@ -22,9 +22,10 @@ from vidrestore.video.types import Frame
 
 log = logging.getLogger(__name__)
 
-# Planar YUV and grey layouts whose planes can be patched independently (8 bit, and 10/12 bit little-endian).
+# Planar YUV and grey layouts whose planes can be patched independently (8 bit, and 10/12 bit little-endian);
+# yuv411p is NTSC DV's (one chroma sample per 4x1 pixels).
 PATCHABLE_FORMATS = {
-    "gray", "gray10le", "gray12le", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+    "gray", "gray10le", "gray12le", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p",
     "yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le", "yuv444p12le",
 }
 

@@ -11,7 +11,7 @@ import av
 
 from vidrestore.errors import MediaError, error_line
 from vidrestore.video.paths import check_input, is_url
-from vidrestore.video.types import ColorInfo, StreamInfo, VideoInfo
+from vidrestore.video.types import FIELD_ORDER_NAMES, ColorInfo, StreamInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,6 @@ def _first_frame(container: av.container.InputContainer, stream: av.VideoStream)
     return None
 
 
-# AVFieldOrder values (libavcodec/defs.h) by the field shown first: TT and TB are top field first.
-FIELD_ORDER_NAMES = {1: "progressive", 2: "tff", 3: "bff", 4: "tff", 5: "bff"}
-FIELD_ORDERS = ("tff", "bff", "progressive")
-
-
 def field_order_of(stream: av.VideoStream, first: av.VideoFrame) -> str:
     """tff, bff or progressive: the stream's field order where it names one, else "tff" for an
     interlaced first frame (the common order; --field-order corrects it), else progressive."""
@@ -182,8 +177,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
-    """Up to `count` decoded pictures spread evenly over a file (the first picture after each seek
-    point); only the first for a stream that cannot seek or whose length is unknown."""
+    """Up to `count` decoded pictures spread evenly over a file (the first picture at or after each
+    time, decoded on from the seek point before it); only the first for a stream that cannot seek or
+    whose length is unknown."""
     container = open_input(path)
     pictures: list[av.VideoFrame] = []
     try:
@@ -191,10 +187,10 @@ def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
         duration = _duration(container, stream)
         spots = [duration * k / count for k in range(count)] if duration and stream.time_base else [0.0]
         for seconds in spots:
+            target = round(seconds / stream.time_base) + (stream.start_time or 0)
             if seconds:
-                container.seek(round(seconds / stream.time_base) + (stream.start_time or 0), stream=stream,
-                               backward=True)
-            picture = _first_frame(container, stream)
+                container.seek(target, stream=stream, backward=True)
+            picture = _picture_from(container, stream, target)
             if picture is not None:
                 pictures.append(picture)
     except av.FFmpegError as exc:
@@ -202,6 +198,21 @@ def sampled_pictures(path: str, count: int) -> list[av.VideoFrame]:
     finally:
         container.close()
     return pictures
+
+
+def _picture_from(container: av.container.InputContainer, stream: av.VideoStream, pts: int) -> av.VideoFrame | None:
+    """The first decoded picture at or after `pts` (a seek lands on the keyframe before it), the last
+    one when the stream ends first; None if none decodes."""
+    last = None
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                if frame.pts is None or frame.pts >= pts:
+                    return frame
+                last = frame
+        except av.error.InvalidDataError:
+            continue
+    return last
 
 
 # --- the report of `vidrestore probe` ------------------------------------------------------------

@@ -10,9 +10,8 @@ import av
 
 from vidrestore.errors import MediaError
 from vidrestore.video.codecs import check_container_holds
-from vidrestore.video.fields import AV_FIELD_ORDER
 from vidrestore.video.probe import clean_tags, open_input
-from vidrestore.video.types import VideoInfo
+from vidrestore.video.types import AV_FIELD_ORDER, VideoInfo
 
 log = logging.getLogger(__name__)
 

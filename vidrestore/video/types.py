@@ -12,6 +12,16 @@ import numpy as np
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; the package supports 3.10
 
+FIELD_ORDERS = ("tff", "bff", "progressive")  # a frame's structure, by the field shown first
+# AVFieldOrder (libavcodec/defs.h) as vidrestore writes it: TT and BB, the field shown first.
+AV_FIELD_ORDER = {"progressive": 1, "tff": 2, "bff": 3}
+# AVFieldOrder as streams carry it -> the field shown first. TB and BT are how FFmpeg names interleaved
+# fields (QuickTime's fiel 9 and 14: the field of the first line shown earlier, or later): the ffmpeg
+# command line tags top-field-first frames TB (bottom first BT) for every codec but MJPEG, and Apple's
+# writers put fiel 9 on top-field-first video, which FFmpeg reads as TB. So TB is tff in the files that
+# exist, whatever the comment of defs.h ("bottom displayed first") says.
+FIELD_ORDER_NAMES = {**{value: name for name, value in AV_FIELD_ORDER.items()}, 4: "tff", 5: "bff"}
+
 
 @dataclass(eq=False)
 class Frame:
