@@ -163,6 +163,14 @@ def chunk_boundaries(restored: Path, plan: Path | None) -> list[int]:
     return list(loaded.boundaries[1:-1]) if loaded is not None else []
 
 
+def judge_background(background, released: Iterator[tuple[FramePair, np.ndarray]]) -> None:
+    """Feed the frames HeldRegions released, each with its held background boxes, to the background check."""
+    from vidrestore.qc.regions import region_mask
+
+    for pair, grown in released:
+        background.add(pair.index, pair.seconds, pair.source, pair.output, region_mask(pair.source.shape, grown))
+
+
 def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
     """Every check and measurement of `restored` against `source`: a QcReport."""
     from vidrestore.device import resolve_device
@@ -171,7 +179,7 @@ def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
     from vidrestore.qc.background import LOSSLESS_CODECS, BackgroundCheck
     from vidrestore.qc.flicker import TemporalStability
     from vidrestore.qc.identity import ABSENT, IdentityDrift, LandmarkJitter
-    from vidrestore.qc.regions import FaceRegions, read_track_file, region_mask
+    from vidrestore.qc.regions import FaceRegions, HeldRegions, read_track_file, region_mask
     from vidrestore.qc.report import QcReport, WorstFrames
     from vidrestore.qc.structure import check_structure
     from vidrestore.train.arcface import find_identity_net
@@ -183,6 +191,7 @@ def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
     device = resolve_device(settings.device)
     detector = FaceDetector(settings.detector, device, DetectorConfig(det_size=settings.det_size))
     regions = FaceRegions(read_track_file(settings.tracks) if settings.tracks else None)
+    held = HeldRegions(regions.hold)
     net = find_identity_net(settings.arcface, device)
     drift = IdentityDrift(net) if net is not None else None
     background = BackgroundCheck(lossless=probe(restored).codec in LOSSLESS_CODECS, min_psnr=settings.min_psnr)
@@ -205,15 +214,16 @@ def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
                 continue
         src_faces, out_faces = detector.detect([pair.source, pair.output])
         boxes = regions.boxes(pair.index, pair.source.shape, src_faces)
-        faces = region_mask(pair.source.shape, boxes)
-        background.add(pair.index, pair.seconds, pair.source, pair.output, faces)
-        measured = stability.add(pair.index, pair.seconds, pair.source, pair.output, faces)
+        judge_background(background, held.push(pair, boxes.background))
+        measured = stability.add(pair.index, pair.seconds, pair.source, pair.output,
+                                 region_mask(pair.source.shape, boxes.faces))
         if measured is not None:
-            worst.offer(measured.output, pair.index, pair.source, pair.output, boxes)
+            worst.offer(measured.output, pair.index, pair.source, pair.output, boxes.faces)
         links = out_jitter.add(out_faces)
         src_jitter.add(src_faces)
         if drift is not None:
             drift.add(pair.source, pair.output, out_faces, links)
+    judge_background(background, held.flush())
     at = lambda frames: [(i, times[i]) for i in frames if i < len(times)]
     report = QcReport(source, restored, structure, background, stability, regions.source, out_jitter.jitter,
                       src_jitter.jitter, drift.to_json() if drift is not None else dict(ABSENT), at(cuts),
