@@ -252,7 +252,7 @@ def _clips_over(results: list[Measured]) -> list[str]:
 
 HEADER = """# Temporal stability (`vidrestore bench stability`)
 
-- machine: {machine}, torch on the CPU; {date}
+- machine: {machine} CPU shared with other work, torch on the CPU; {date}
 - model: {model}. **A trained model's figures may differ**: a random-weight generator does not turn face detail
   into texture as a trained one does, so the noise it re-draws and the crops' jitter show differently.
 - clips: the first {frames} frames of each talking head in ../shared/media/videos, scaled to {side} pixels on the
