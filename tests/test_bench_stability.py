@@ -20,7 +20,13 @@ def test_bench_stability_reports_every_way(media_dir: Path, detector_weights: Pa
     assert main(["bench", "stability", "--media", str(media), "--detector", str(detector_weights), "--frames", "5",
                  "--long-side", "160", "--output", str(report)]) == 0
     text = report.read_text()
+    errors = {}
     for way in ("per-frame loop (official behaviour)", "vidrestore causal (live preset)", "vidrestore file mode",
                 "per-frame loop, noise fixed"):
-        assert f"| retalking_short.mp4 | {way} | 4 |" in text
+        row = f"| retalking_short.mp4 | {way} | 4 |"
+        assert row in text
+        errors[way] = float(text.split(row)[1].split("|")[0])  # the warping error column
+    assert errors["vidrestore file mode"] < errors["per-frame loop (official behaviour)"]
     assert "A trained model's figures may differ" in text and "Targets (means over the clips):" in text
+    assert "- file mode (random-weight model):" in text and "below the per-frame loop with its noise fixed" in text
+    assert "no trained checkpoint was at hand" in text

@@ -41,6 +41,7 @@ from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.picture import check_chunkable, picture_plan, settled_options
 from vidrestore.video.paths import check_input, check_output
 from vidrestore.video.probe import probe
+from vidrestore.video.timestamps import timing_mismatch
 from vidrestore.video.transcode import open_sink
 from vidrestore.video.types import VideoInfo
 
@@ -140,11 +141,9 @@ def split_kept(folder: WorkFolder, tasks: list[ChunkTask]) -> tuple[dict[int, Ch
 
 
 def verify_output(output: Path, source: FrameIndex) -> Verification:
-    """Frame count and timestamps (in seconds, to the coarser time base) of the output against the source."""
+    """Frame count and timestamps of the output against the source (video/timestamps: the comparison qc uses)."""
     out = read_frame_index(output)
-    step = max(source.time_base, out.time_base)
-    same = out.frames == source.frames and all(
-        abs(a * out.time_base - b * source.time_base) < step for a, b in zip(out.pts, source.pts))
+    same = timing_mismatch(source.pts, source.time_base, out.pts, out.time_base) is None
     return Verification(source.frames, out.frames, same)
 
 

@@ -147,6 +147,14 @@ def plan_key(input: Path, options: RestoreOptions, chunk_seconds: float, contain
 # --- the frame index -----------------------------------------------------------------------------
 
 
+class UnindexableVideo(MediaError):
+    """A video whose frames cannot be indexed by timestamp; `problem` says what, without the path."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
 def read_frame_index(path: Path) -> FrameIndex:
     """The video packets' PTS and keyframes, demuxed without decoding; MediaError for what cannot be cut."""
     try:
@@ -164,13 +172,14 @@ def index_from_packets(packets: Sequence[tuple[int | None, int | None, bool]], t
                        path: Path) -> FrameIndex:
     """Frames in PTS order and their keyframes' seek timestamps, from (pts, dts, key) in decode order."""
     if not packets:
-        raise MediaError(f"{path} has no video frames")
+        raise UnindexableVideo(f"{path} has no video frames", "has no video frames")
     if any(pts is None for pts, _, _ in packets):
-        raise MediaError(f"{path}: video packets without timestamps cannot be cut frame-exactly "
-                         "(remux it into .mkv or .mp4 first)")
+        raise UnindexableVideo(f"{path}: video packets without timestamps cannot be cut frame-exactly "
+                               "(remux it into .mkv or .mp4 first)", "has video packets without timestamps")
     order = sorted(pts for pts, _, _ in packets)
     if len(set(order)) != len(order):
-        raise MediaError(f"{path}: two video frames share a timestamp; it cannot be cut frame-exactly")
+        raise UnindexableVideo(f"{path}: two video frames share a timestamp; it cannot be cut frame-exactly",
+                               "has two video frames that share a timestamp")
     position = {pts: k for k, pts in enumerate(order)}
     keys = sorted((position[pts], pts if dts is None else dts) for pts, dts, key in packets if key)
     if not keys or keys[0][0] != 0:

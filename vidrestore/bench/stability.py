@@ -203,17 +203,41 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def verdicts(results: list[Measured]) -> list[str]:
-    """The targets, met or not, on the means over the clips."""
+def verdicts(results: list[Measured], model: str) -> list[str]:
+    """The targets, met or not, on the means over the clips, each line naming the model the figures are of."""
     ratio = {way: _mean([r.ratio for r in results if r.way == way]) for way in WAYS}
     error = {way: _mean([r.output_error for r in results if r.way == way]) for way in WAYS}
-    below = 100.0 * (1.0 - error[WAYS[2]] / error[WAYS[0]]) if error[WAYS[0]] else float("nan")
-    file_mode = (f"- file mode: {ratio[WAYS[2]]:.2f}x the source's warping error (target <= 2x: "
-                 f"{_met(ratio[WAYS[2]] <= TARGETS[WAYS[2]])}); {below:.1f}% below the per-frame loop "
-                 f"(target >= 70%: {_met(below >= 70)})")
-    live = f"- live (causal): {ratio[WAYS[1]]:.2f}x the source's (target <= 3x: {_met(ratio[WAYS[1]] <= TARGETS[WAYS[1]])})"
-    loop = f"- per-frame loop: {ratio[WAYS[0]]:.2f}x the source's; with its noise fixed {ratio[WAYS[3]]:.2f}x"
+    below = {way: _below(error[WAYS[2]], error[way]) for way in (WAYS[0], WAYS[3])}
+    file_mode = (f"- file mode ({model}): {ratio[WAYS[2]]:.2f}x the source's warping error (target <= 2x: "
+                 f"{_met(ratio[WAYS[2]] <= TARGETS[WAYS[2]])}); {below[WAYS[0]]:.1f}% below the per-frame loop "
+                 f"(target >= 70%: {_met(below[WAYS[0]] >= 70)}), {below[WAYS[3]]:.1f}% below the per-frame loop "
+                 f"with its noise fixed (the first figure depends on the noise strength chosen, {NOISE_STRENGTH:g})")
+    live = (f"- live (causal, {model}): {ratio[WAYS[1]]:.2f}x the source's (target <= 3x: "
+            f"{_met(ratio[WAYS[1]] <= TARGETS[WAYS[1]])})")
+    loop = f"- per-frame loop ({model}): {ratio[WAYS[0]]:.2f}x the source's; with its noise fixed {ratio[WAYS[3]]:.2f}x"
     return [file_mode, live, loop, *_clips_over(results)]
+
+
+def caveats(results: list[Measured], trained: bool) -> list[str]:
+    """What the figures cannot say: a random-weight model's output that no detector sees as a face, and file
+    mode below the source's own flicker (a near-constant blob cannot flicker)."""
+    lines = []
+    if all(r.jitter is None for r in results):
+        lines.append("- the detector found no face in any output: what this model paints is not a face, so the "
+                     "output jitter is n/a everywhere")
+    calm = [r.clip for r in results if r.way == WAYS[2] and r.ratio < 1]
+    if calm:
+        lines.append(f"- file mode is below the source's own warping error on {len(calm)} of "
+                     f"{len({r.clip for r in results})} clips ({', '.join(calm)}): a near-constant blob cannot "
+                     "flicker, so these ratios say little about how a trained model's faces flicker")
+    if not trained:
+        lines.append("- no trained checkpoint was at hand, so none was run; `--checkpoint` runs one")
+    return lines
+
+
+def _below(mine: float, theirs: float) -> float:
+    """How far `mine` is below `theirs`, in percent of theirs."""
+    return 100.0 * (1.0 - mine / theirs) if theirs else float("nan")
 
 
 def _clips_over(results: list[Measured]) -> list[str]:
@@ -228,7 +252,7 @@ def _clips_over(results: list[Measured]) -> list[str]:
 
 HEADER = """# Temporal stability (`vidrestore bench stability`)
 
-- machine: {machine}, torch on the CPU; {date}
+- machine: {machine} CPU shared with other work, torch on the CPU; {date}
 - model: {model}. **A trained model's figures may differ**: a random-weight generator does not turn face detail
   into texture as a trained one does, so the noise it re-draws and the crops' jitter show differently.
 - clips: the first {frames} frames of each talking head in ../shared/media/videos, scaled to {side} pixels on the
@@ -242,28 +266,30 @@ HEADER = """# Temporal stability (`vidrestore bench stability`)
   re-drawn noise; a trained model learns its own); the per-frame loop with fixed noise shows what per-frame
   detection and alignment alone do
 - seconds: the restoration run alone (for vidrestore, the track pass that reads its landmarks is not counted), on
-  a machine other work shares: a rough guide
+  a machine other work shares: rough; the summary rows give medians over the clips
 
 | clip | way | frames measured | warping error | source's | ratio | jitter (aligned) | jitter (output) | seconds |
 |---|---|---:|---:|---:|---:|---:|---:|---:|"""
 
 
 def _row(name: str, way: str, frames: str, mine: list[Measured]) -> str:
-    """One table row: the means of `mine` (one result, or one way over the clips)."""
+    """One table row: the means of `mine` (one result, or one way over the clips), the median of its seconds."""
     return (f"| {name} | {way} | {frames} | {_mean([r.output_error for r in mine]):.3e} | "
             f"{_mean([r.source_error for r in mine]):.3e} | {_mean([r.ratio for r in mine]):.2f}x | "
             f"{_jitter(_mean([r.alignment_jitter for r in mine]))} | {_jitter(_mean([r.jitter for r in mine]))} | "
-            f"{_mean([r.seconds for r in mine]):.1f} |")
+            f"{float(np.median([r.seconds for r in mine])):.1f} |")
 
 
-def markdown(results: list[Measured], args: argparse.Namespace, model: str) -> str:
+def markdown(results: list[Measured], args: argparse.Namespace, model: str, trained: bool = False) -> str:
     """The report: machine, settings, one row per clip and way, the means and the targets."""
     head = HEADER.format(machine=machine_description(), date=datetime.date.today().isoformat(), model=model,
                          frames=args.frames, side=args.long_side, detector=Path(args.detector).name,
                          noise=NOISE_STRENGTH)
     rows = [_row(r.clip, r.way, str(r.frames), [r]) for r in results]
-    means = [_row("mean", way, "", [r for r in results if r.way == way]) for way in WAYS]
-    return "\n".join([head, *rows, *means, "", "Targets (means over the clips):", *verdicts(results)]) + "\n"
+    means = [_row("mean (seconds: median)", way, "", [r for r in results if r.way == way]) for way in WAYS]
+    short = "trained checkpoint" if trained else "random-weight model"
+    return "\n".join([head, *rows, *means, "", "Targets (means over the clips):", *verdicts(results, short), "",
+                      "What these figures cannot say:", *caveats(results, trained)]) + "\n"
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -283,4 +309,4 @@ def run_cli(args: argparse.Namespace) -> int:
         for video in videos:
             log.info("benchmarking %s", video.name)
             results += bench_clip(video, work, checkpoint, args)
-    return publish(markdown(results, args, model), args.output)
+    return publish(markdown(results, args, model, trained=bool(args.checkpoint)), args.output)

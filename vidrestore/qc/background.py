@@ -1,8 +1,10 @@
 """The background check of `vidrestore qc`: outside the face regions the output must be the source.
 
-A lossless output (LOSSLESS_CODECS) must be bit-identical there: any changed pixel fails and the
-verdict reads "unchanged" otherwise. A lossy output is re-encoded everywhere, so it passes when every
-frame's background PSNR is at least `min_psnr`. Pixels are compared as decoded RGB (8 bits).
+A lossless output (LOSSLESS_CODECS, or `--lossless`) must be bit-identical there: any changed pixel fails
+and the verdict reads "unchanged" otherwise. A lossy output is re-encoded everywhere, so it passes when
+every frame's background PSNR is at least `min_psnr`. Pixels are compared as decoded RGB at 8 bits, so a
+change below the 8-bit step of a high-bit-depth picture is not seen here; a change of pixel format or
+bit depth fails the structure check instead.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ class QcSettings:
     det_size: int = 640
     min_psnr: float = 35.0
     arcface: str | None = None
+    lossless: bool = False  # judge the background as a lossless output's whatever the codec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: RESTORED.archive/plan.json when it exists)")
     p.add_argument("--min-psnr", type=float, default=35.0, help="background PSNR a lossy output must reach in "
                    "every frame (default 35 dB; a lossless output must be unchanged)")
+    p.add_argument("--lossless", action="store_true", help="the output is lossless whatever its codec: any changed "
+                   "background pixel fails (default: judged by the codec, e.g. FFV1)")
     p.add_argument("--detector", default="retinaface_mobile0.25", help="detector name or weights path")
     p.add_argument("--det-size", type=int, default=640, help="long side the detector works at")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto)")
@@ -69,9 +72,11 @@ def run_cli(args: argparse.Namespace) -> int:
         raise VidrestoreError("a report file must not be one of the two videos")
     if args.det_size < 32:
         raise VidrestoreError(f"--det-size must be at least 32, not {args.det_size}")
+    if args.plot:
+        check_matplotlib()
     settings = QcSettings(tracks=Path(args.tracks) if args.tracks else None, plan=Path(args.plan) if args.plan else None,
                           detector=args.detector, device=args.device, det_size=args.det_size,
-                          min_psnr=args.min_psnr, arcface=args.arcface)
+                          min_psnr=args.min_psnr, arcface=args.arcface, lossless=args.lossless)
     report = run_qc(source, restored, settings)
     write_outputs(report, args)
     print(summary(report))
@@ -79,6 +84,16 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"vidrestore: qc failed: {report.first_failure}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def check_matplotlib() -> None:
+    """--plot needs matplotlib: one clear error before the pass over the videos, not after it."""
+    import importlib.util
+
+    from vidrestore.errors import VidrestoreError
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise VidrestoreError("--plot needs matplotlib (pip install matplotlib)")
 
 
 def write_outputs(report, args: argparse.Namespace) -> None:
@@ -124,8 +139,8 @@ class FramePair:
 
 
 def paired_frames(source: Path, output: Path) -> Iterator[FramePair]:
-    """Source frames in order, each with the output frame at the same time (structure.time_tolerance)."""
-    from vidrestore.qc.structure import time_tolerance
+    """Source frames in order, each with the output frame at the same time (video/timestamps.time_tolerance)."""
+    from vidrestore.video.timestamps import time_tolerance
     from vidrestore.video.source import read_frames
 
     outputs = read_frames(output)
@@ -149,29 +164,45 @@ def _time(frame) -> Fraction:
     return Fraction(frame.pts or 0) * frame.time_base
 
 
-def chunk_boundaries(restored: Path, plan: Path | None) -> list[int]:
-    """Inner chunk boundaries (frame indices) of the archive job that wrote `restored`, when its plan is found."""
+def chunk_boundaries(source: Path, restored: Path, plan: Path | None) -> list[int]:
+    """Inner chunk boundaries (frame indices) of the archive job that wrote `restored`, when its plan is found
+    (--plan, else the job's default work folder) and is the plan of `source`."""
+    from vidrestore.archive.job import ArchiveSettings, work_folder
     from vidrestore.archive.plan import load_plan
     from vidrestore.errors import VidrestoreError
 
-    path = plan or restored.with_name(restored.name + ".archive") / "plan.json"
+    path = plan or work_folder(restored, ArchiveSettings()).plan_path
     if plan is not None and not plan.is_file():
         raise VidrestoreError(f"--plan: {plan} does not exist")
     loaded = load_plan(path) if path.is_file() else None
     if plan is not None and loaded is None:
         raise VidrestoreError(f"--plan: {plan} is not an archive plan")
-    return list(loaded.boundaries[1:-1]) if loaded is not None else []
+    if loaded is None:
+        return []
+    if Path(loaded.input).resolve() != source.resolve():
+        log.warning("%s is the plan of %s, not of %s: chunk boundaries not marked", path, loaded.input, source)
+        return []
+    return list(loaded.boundaries[1:-1])
+
+
+def judge_background(background, released: Iterator[tuple[FramePair, np.ndarray]]) -> None:
+    """Feed the frames HeldRegions released, each with its held background boxes, to the background check."""
+    from vidrestore.qc.regions import region_mask
+
+    for pair, grown in released:
+        background.add(pair.index, pair.seconds, pair.source, pair.output, region_mask(pair.source.shape, grown))
 
 
 def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
     """Every check and measurement of `restored` against `source`: a QcReport."""
+    from vidrestore.archive.plan import read_frame_index
     from vidrestore.device import resolve_device
     from vidrestore.faces.detector import DetectorConfig, FaceDetector
     from vidrestore.faces.tracker import TrackerConfig, frame_thumbnail, is_scene_cut
     from vidrestore.qc.background import LOSSLESS_CODECS, BackgroundCheck
     from vidrestore.qc.flicker import TemporalStability
     from vidrestore.qc.identity import ABSENT, IdentityDrift, LandmarkJitter
-    from vidrestore.qc.regions import FaceRegions, read_track_file, region_mask
+    from vidrestore.qc.regions import FaceRegions, HeldRegions, read_track_file, region_mask
     from vidrestore.qc.report import QcReport, WorstFrames
     from vidrestore.qc.structure import check_structure
     from vidrestore.train.arcface import find_identity_net
@@ -179,13 +210,16 @@ def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
 
     settings = settings or QcSettings()
     structure = check_structure(source, restored)
-    boundaries = chunk_boundaries(restored, settings.plan)
+    boundaries = chunk_boundaries(source, restored, settings.plan)
     device = resolve_device(settings.device)
     detector = FaceDetector(settings.detector, device, DetectorConfig(det_size=settings.det_size))
-    regions = FaceRegions(read_track_file(settings.tracks) if settings.tracks else None)
+    tracks = read_track_file(settings.tracks, frames=read_frame_index(source).frames) if settings.tracks else None
+    regions = FaceRegions(tracks)
+    held = HeldRegions(regions.hold)
     net = find_identity_net(settings.arcface, device)
     drift = IdentityDrift(net) if net is not None else None
-    background = BackgroundCheck(lossless=probe(restored).codec in LOSSLESS_CODECS, min_psnr=settings.min_psnr)
+    lossless = settings.lossless or probe(restored).codec in LOSSLESS_CODECS
+    background = BackgroundCheck(lossless=lossless, min_psnr=settings.min_psnr)
     stability, worst = TemporalStability(), WorstFrames()
     out_jitter, src_jitter = LandmarkJitter(), LandmarkJitter()
     times: list[float] = []
@@ -205,15 +239,16 @@ def run_qc(source: Path, restored: Path, settings: QcSettings | None = None):
                 continue
         src_faces, out_faces = detector.detect([pair.source, pair.output])
         boxes = regions.boxes(pair.index, pair.source.shape, src_faces)
-        faces = region_mask(pair.source.shape, boxes)
-        background.add(pair.index, pair.seconds, pair.source, pair.output, faces)
-        measured = stability.add(pair.index, pair.seconds, pair.source, pair.output, faces)
+        judge_background(background, held.push(pair, boxes.background))
+        measured = stability.add(pair.index, pair.seconds, pair.source, pair.output,
+                                 region_mask(pair.source.shape, boxes.faces))
         if measured is not None:
-            worst.offer(measured.output, pair.index, pair.source, pair.output, boxes)
+            worst.offer(measured.output, pair.index, pair.source, pair.output, boxes.faces)
         links = out_jitter.add(out_faces)
         src_jitter.add(src_faces)
         if drift is not None:
             drift.add(pair.source, pair.output, out_faces, links)
+    judge_background(background, held.flush())
     at = lambda frames: [(i, times[i]) for i in frames if i < len(times)]
     report = QcReport(source, restored, structure, background, stability, regions.source, out_jitter.jitter,
                       src_jitter.jitter, drift.to_json() if drift is not None else dict(ABSENT), at(cuts),

@@ -15,6 +15,7 @@ and frames without faces, are left out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -60,10 +61,18 @@ class FlowEstimator:
         return flow
 
 
+@lru_cache(maxsize=4)
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y coordinates (H,W float32 each) of every pixel, made once per frame size (read-only)."""
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid_x.flags.writeable = grid_y.flags.writeable = False
+    return grid_x, grid_y
+
+
 def backward_map(back: np.ndarray, forward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sampling maps x + b(x) (H,W float32 each) and the non-occluded mask (H,W bool) of the check above."""
     h, w = back.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid_x, grid_y = pixel_grid(h, w)
     map_x, map_y = grid_x + back[..., 0], grid_y + back[..., 1]
     forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     round_trip = np.square(back + forward_there).sum(axis=2)

@@ -1,12 +1,10 @@
 """The structure check of `vidrestore qc`: the output holds every source frame at its timestamp and the
-source's other streams, packets and tags unchanged.
+source's other streams, packets, chapters, attachments and tags unchanged.
 
 Nothing is decoded here except one picture per file (the probe): frames are compared by their demuxed
-packet timestamps, in seconds, to the coarser of the two time bases and never finer than a millisecond
-(Matroska stores milliseconds; MP4 stores a stream's start offset in its movie time scale, 1/1000 as
-FFmpeg writes it, so a source starting at 512/15360 s comes back at 507/15360 s); audio, subtitle and data
-packets by their bytes and times. Checks run in a fixed
-order and each names its first mismatch, so a batch script reads one line.
+packet timestamps (video/timestamps: in seconds, to the coarser time base, never finer than a
+millisecond); audio, subtitle and data packets by their bytes and times. Checks run in a fixed order and
+each names its first mismatch, so a batch script reads one line.
 """
 
 from __future__ import annotations
@@ -20,15 +18,15 @@ from typing import Any
 
 import av
 
-from vidrestore.archive.plan import FrameIndex, read_frame_index
+from vidrestore.archive.plan import FrameIndex, UnindexableVideo, read_frame_index
 from vidrestore.errors import MediaError, error_line
 from vidrestore.video.probe import COPYABLE_TYPES, clean_tags, codec_name, open_input, probe, video_stream
 from vidrestore.video.remux import DERIVED_CONTAINER_TAGS
+from vidrestore.video.timestamps import time_tolerance, timing_mismatch
 from vidrestore.video.types import VideoInfo
 
 log = logging.getLogger(__name__)
 
-TIME_PRECISION = Fraction(1, 1000)  # seconds: what every container keeps of a timestamp
 
 # AVFieldOrder: 0 unknown, 1 progressive, 2 tt, 3 bb, 4 tb, 5 bt; unknown is read as progressive
 FIELD_ORDER_NAMES = {0: "progressive", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
@@ -69,27 +67,22 @@ class StructureResult:
 # --- frames --------------------------------------------------------------------------------------
 
 
-def time_tolerance(a: Fraction, b: Fraction) -> Fraction:
-    """Two times in these time bases are the same when they differ by less than this (seconds)."""
-    return max(a, b, TIME_PRECISION)
-
-
 def compare_frames(source: FrameIndex, output: FrameIndex) -> Check:
     """Every source frame at its time in the output, and no other frame; the first one missing or extra named."""
-    step = time_tolerance(source.time_base, output.time_base)
-    s_times = [p * source.time_base for p in source.pts]
-    o_times = [p * output.time_base for p in output.pts]
-    counts = f"the output has {len(o_times)} frames, the source {len(s_times)}"
-    i = j = 0
-    while i < len(s_times) and j < len(o_times) and abs(s_times[i] - o_times[j]) < step:
-        i, j = i + 1, j + 1
-    if i == len(s_times) and j == len(o_times):
-        return Check("frames", True, f"{len(s_times)} frames, every one at its source timestamp")
-    if j == len(o_times) or (i < len(s_times) and s_times[i] < o_times[j]):
-        there = f"; the output's frame {j} is at t={float(o_times[j]):.3f} s" if j < len(o_times) else ""
-        return Check("frames", False, f"source frame {i} (t={float(s_times[i]):.3f} s) is missing from the "
-                     f"output ({counts}{there})")
-    return Check("frames", False, f"output frame {j} (t={float(o_times[j]):.3f} s) is not in the source ({counts})")
+    mismatch = timing_mismatch(source.pts, source.time_base, output.pts, output.time_base)
+    if mismatch is None:
+        return Check("frames", True, f"{source.frames} frames, every one at its source timestamp")
+    return Check("frames", False, mismatch)
+
+
+def check_frames(source: Path, output: Path) -> Check:
+    """compare_frames of the two files' indexes; an output that cannot be indexed fails, named."""
+    source_index = read_frame_index(source)
+    try:
+        output_index = read_frame_index(output)
+    except UnindexableVideo as exc:
+        return Check("frames", False, f"the output {exc.problem}")
+    return compare_frames(source_index, output_index)
 
 
 # --- the video stream's properties ---------------------------------------------------------------
@@ -97,14 +90,18 @@ def compare_frames(source: FrameIndex, output: FrameIndex) -> Check:
 
 @dataclass(frozen=True)
 class VideoProperties:
-    """What a file says about its picture beyond the pixels: size, rotation, SAR, field order, timecode, colour."""
+    """What a file says about its picture beyond the pixels: size, pixel format and bit depth, rotation, SAR,
+    field order, timecode, colour, language and disposition flags."""
 
     size: str
+    pixel_format: str
     rotation: int
     sample_aspect_ratio: str
     field_order: str
     timecode: str | None
     color: str
+    language: str
+    disposition: str
 
 
 def _timecode(container: av.container.InputContainer, stream: av.VideoStream) -> str | None:
@@ -121,18 +118,24 @@ def video_properties(path: Path, info: VideoInfo) -> VideoProperties:
         stream = video_stream(container, str(path))
         field_order = FIELD_ORDER_NAMES.get(int(stream.codec_context.field_order or 0), "unknown")
         timecode = _timecode(container, stream)
+        # the encoder writes the one video stream without the source's `default` flag (its disposition is not
+        # part of the probed VideoInfo the sink gets); a player takes the only video stream either way
+        language, disposition = _language(stream), disposition_names(stream, int(av.stream.Disposition.default))
     sar = info.sample_aspect_ratio if info.sample_aspect_ratio and info.sample_aspect_ratio != 0 else Fraction(1)
     c = info.color
-    return VideoProperties(f"{info.width}x{info.height}", info.rotation, f"{sar.numerator}:{sar.denominator}",
-                           field_order, timecode,
-                           f"primaries {c.primaries}, transfer {c.transfer}, matrix {c.matrix}, range {c.range}")
+    return VideoProperties(f"{info.width}x{info.height}", f"{info.pix_fmt} ({info.bit_depth}-bit)", info.rotation,
+                           f"{sar.numerator}:{sar.denominator}", field_order, timecode,
+                           f"primaries {c.primaries}, transfer {c.transfer}, matrix {c.matrix}, range {c.range}",
+                           language, disposition)
 
 
 def compare_properties(source: VideoProperties, output: VideoProperties) -> list[Check]:
     """One check per property: equal in source and output."""
     checks = []
-    for name, label in (("size", "size"), ("rotation", "rotation"), ("sample_aspect_ratio", "sample aspect ratio"),
-                        ("field_order", "field order"), ("timecode", "timecode"), ("color", "colour tags")):
+    for name, label in (("size", "size"), ("pixel_format", "pixel format"), ("rotation", "rotation"),
+                        ("sample_aspect_ratio", "sample aspect ratio"), ("field_order", "field order"),
+                        ("timecode", "timecode"), ("color", "colour tags"), ("language", "video language"),
+                        ("disposition", "video disposition")):
         a, b = getattr(source, name), getattr(output, name)
         a, b = ("none" if v is None else v for v in (a, b))
         detail = f"{a}" if a == b else f"the source has {a}, the output {b}"
@@ -156,6 +159,12 @@ def _language(stream: av.stream.Stream) -> str:
     return stream.language or "und"
 
 
+def disposition_names(stream: av.stream.Stream, ignored: int = 0) -> str:
+    """A stream's disposition flags by name ("default+forced"), less `ignored`; "none" when none is left."""
+    flags = av.stream.Disposition(int(stream.disposition) & ~ignored)
+    return "+".join(f.name for f in av.stream.Disposition if f.value and f in flags) or "none"
+
+
 def compare_container_tags(source: VideoInfo, output: VideoInfo) -> Check:
     """The source's container and video-stream tags, all in the output with the same values."""
     wanted = {k: v for k, v in source.metadata.items() if k not in DERIVED_CONTAINER_TAGS}
@@ -167,17 +176,61 @@ def compare_container_tags(source: VideoInfo, output: VideoInfo) -> Check:
     return Check("tags", True, f"{len(wanted) + len(source.video_metadata)} tag(s) kept")
 
 
+# --- chapters and attachments --------------------------------------------------------------------
+
+
+def chapters_of(path: Path) -> list[tuple[Fraction, Fraction, str]]:
+    """A file's chapters: (start, end) in seconds and title ("" when untitled)."""
+    with open_input(str(path)) as container:
+        return [(Fraction(c["start"]) * c["time_base"], Fraction(c["end"]) * c["time_base"],
+                 dict(c.get("metadata") or {}).get("title", "")) for c in container.chapters()]
+
+
+def compare_chapters(source: list[tuple[Fraction, Fraction, str]],
+                     output: list[tuple[Fraction, Fraction, str]]) -> Check:
+    """The source's chapters in the output, same times (to TIME_PRECISION) and titles; the first differing named."""
+    step = time_tolerance(Fraction(0), Fraction(0))
+    for k, (s, o) in enumerate(zip(source, output)):
+        if s[2] != o[2] or abs(s[0] - o[0]) >= step or abs(s[1] - o[1]) >= step:
+            return Check("chapters", False, f"chapter {k} is {_chapter(o)} in the output, {_chapter(s)} in the source")
+    if len(source) != len(output):
+        return Check("chapters", False, f"the source has {len(source)} chapters, the output {len(output)}")
+    return Check("chapters", True, f"{len(source)} chapter(s) kept")
+
+
+def _chapter(chapter: tuple[Fraction, Fraction, str]) -> str:
+    start, end, title = chapter
+    return f"{title!r} {float(start):.3f}-{float(end):.3f} s"
+
+
+def attachments_of(path: Path) -> list[str]:
+    """A file's attachments (fonts, cover files of Matroska), each as "filename (mimetype)"."""
+    with open_input(str(path)) as container:
+        return [f"{s.metadata.get('filename', '?')} ({s.metadata.get('mimetype', '?')})"
+                for s in container.streams if s.type == "attachment"]
+
+
+def compare_attachments(source: list[str], output: list[str]) -> Check:
+    """The source's attachments, all in the output."""
+    lost = [a for a in source if a not in output]
+    if lost:
+        return Check("attachments", False, f"the output lacks {', '.join(lost[:3])}")
+    return Check("attachments", True, f"{len(source)} attachment(s)")
+
+
 # --- the other streams and their packets ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StreamPackets:
-    """A copied stream of a file: its index, type, codec, language and tags, and per packet (time, digest)."""
+    """A copied stream of a file: its index, type, codec, language, disposition and tags, and per packet
+    (time, digest)."""
 
     index: int
     type: str
     codec: str | None
     language: str | None
+    disposition: str
     tags: dict[str, str]
     packets: list[tuple[Fraction | None, bytes]]
     time_base: Fraction
@@ -192,7 +245,8 @@ def copied_streams(path: Path) -> list[StreamPackets]:
     try:
         with open_input(str(path)) as container:
             streams = [s for s in container.streams if s.type in COPYABLE_TYPES and codec_name(s)]
-            found = {s.index: StreamPackets(s.index, s.type, codec_name(s), _language(s), clean_tags(dict(s.metadata)),
+            found = {s.index: StreamPackets(s.index, s.type, codec_name(s), _language(s), disposition_names(s),
+                                            clean_tags(dict(s.metadata)),
                                             [], s.time_base or Fraction(1, 1000)) for s in streams}
             if streams:
                 for pkt in container.demux(streams):
@@ -212,6 +266,8 @@ def compare_stream(source: StreamPackets, output: StreamPackets) -> Check:
     if (source.type, source.codec, source.language) != (output.type, output.codec, output.language):
         return Check(name, False, f"the output's matching stream is {output.type} {output.codec} "
                      f"(language {output.language}), the source's {source.type} {source.codec} (language {source.language})")
+    if source.disposition != output.disposition:
+        return Check(name, False, f"the source's disposition is {source.disposition}, the output's {output.disposition}")
     lost = missing_tags(source.tags, output.tags)
     if lost:
         return Check(name, False, f"the output lacks or changed the tag(s) {', '.join(lost[:3])}")
@@ -243,8 +299,10 @@ def compare_streams(source: list[StreamPackets], output: list[StreamPackets]) ->
 def check_structure(source: Path, output: Path) -> StructureResult:
     """All structural checks of `output` against `source`, in order: frames, picture properties, tags, streams."""
     s_info, o_info = probe(source), probe(output)
-    checks = [compare_frames(read_frame_index(source), read_frame_index(output))]
+    checks = [check_frames(source, output)]
     checks += compare_properties(video_properties(source, s_info), video_properties(output, o_info))
     checks.append(compare_container_tags(s_info, o_info))
+    checks.append(compare_chapters(chapters_of(source), chapters_of(output)))
+    checks.append(compare_attachments(attachments_of(source), attachments_of(output)))
     checks += compare_streams(copied_streams(source), copied_streams(output))
     return StructureResult(tuple(checks))
