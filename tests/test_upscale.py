@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,12 +39,19 @@ from vidrestore.models.upsampler import (
     realesrgan_from_state_dict,
     realesrgan_layout,
 )
-from vidrestore.pipeline.job import restore_file, restore_video
+from vidrestore.pipeline.job import add_restoration, restore_file, restore_video
 from vidrestore.pipeline.options import RestoreOptions
 from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.pipeline.runner import Pipeline
+from vidrestore.pipeline.stages import (
+    AnalysedFrame,
+    JobCounters,
+    RestoredBatch,
+    composite_stage,
+)
 from vidrestore.video.geometry import Upscale, output_color
 from vidrestore.video.probe import probe
-from vidrestore.video.types import ColorInfo
+from vidrestore.video.types import ColorInfo, Frame
 from vidrestore.weights import spec_for
 
 CLIP = "retalking_face_1.mp4"  # 700x700, one face in every frame, AAC audio
@@ -363,3 +371,31 @@ def test_frames_of_a_batch_share_the_networks_calls(work: dict[str, Path]) -> No
     network._forward = lambda chunk: (next(calls), forward(chunk))[1]
     Background(2.0, network).upscale([np.zeros((64, 96, 3), np.uint8)] * 4)
     assert next(calls) == 1
+
+
+def test_frames_are_upscaled_in_the_composite_one_batch_at_a_time() -> None:
+    """No stage queue holds output-size frames: the composite upscales a batch just before it yields its
+    frames, so when its first frame comes out only the first batch has been brought to the output size."""
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(6)]
+    upscaled = []
+
+    class Counted(Background):
+        def upscale(self, images: list[np.ndarray]) -> list[np.ndarray]:  # the real resize, calls counted
+            upscaled.extend(images)
+            return super().upscale(images)
+
+    def batches() -> Iterator[RestoredBatch]:
+        for start in range(0, 6, 2):
+            items = [AnalysedFrame(Frame.from_rgb(p.copy(), start + k, start + k, Fraction(1, 25)))
+                     for k, p in enumerate(pictures[start : start + 2])]
+            yield RestoredBatch(items, np.zeros(0, np.int64))
+
+    background = Counted(2.0)
+    frames = composite_stage(None, JobCounters(), background)(batches())
+    first = next(iter(frames))
+    assert len(upscaled) == 2
+    assert np.array_equal(first.frame.image, lanczos_resize(pictures[0], 24, 16))
+    assert [f.frame.image.shape for f in frames] == [(16, 24, 3)] * 5
+    stages = add_restoration(Pipeline(), None, background, JobCounters(), 2).timings
+    assert [stage.name for stage in stages] == ["restore", "composite"]

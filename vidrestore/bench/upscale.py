@@ -1,6 +1,6 @@
 """`vidrestore bench upscale`: background upsampling fps, 720p -> 1440p, Lanczos beside Real-ESRGAN.
 
-Each point brings frames to twice their size as the job's upscale stage does (`Background.upscale`:
+Each point brings frames to twice their size as the job's composite does before pasting (`Background.upscale`:
 the network in tiles of `--tile` pixels, then the Lanczos resize to the exact size): Lanczos alone, a
 small RRDBNet (32 features, 4 blocks) and the released x2plus configuration (64 features, 23 blocks),
 random weights in the released layout. The full network costs about 0.7 TMAC per 400-pixel tile; on a
@@ -75,7 +75,7 @@ def network(config: str, device: torch.device, tile: int, batch_size: int | None
 
 
 def time_lanczos(frames: list[np.ndarray]) -> Point:
-    """Lanczos-4 to twice the size, frame by frame, as the upscale stage runs it."""
+    """Lanczos-4 to twice the size, frame by frame, as the composite stage runs it."""
     background = Background(2.0)
     background.upscale(frames[:1])
     start = time.perf_counter()
