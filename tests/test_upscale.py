@@ -49,6 +49,8 @@ from vidrestore.pipeline.stages import (
     RestoredBatch,
     composite_stage,
 )
+from vidrestore.server.errors import ApiError
+from vidrestore.server.restorers import SharedRestorer
 from vidrestore.video.geometry import Upscale, output_color
 from vidrestore.video.probe import probe
 from vidrestore.video.types import ColorInfo, Frame
@@ -399,3 +401,18 @@ def test_frames_are_upscaled_in_the_composite_one_batch_at_a_time() -> None:
     assert [f.frame.image.shape for f in frames] == [(16, 24, 3)] * 5
     stages = add_restoration(Pipeline(), None, background, JobCounters(), 2).timings
     assert [stage.name for stage in stages] == ["restore", "composite"]
+
+
+def test_a_realesrgan_server_serves_requests_at_1x_and_rounds_factors(work: dict[str, Path],
+                                                                      detector_weights: Path) -> None:
+    """A server started at 2x with Real-ESRGAN: a request for upscale=1 is served at the input's size (its
+    background upsampler is left out, not refused), and nearly equal factors share one variant."""
+    shared = SharedRestorer(Restorer(test_options(work["model"], detector_weights, upscale=2,
+                                                  bg_upsampler="realesrgan", bg_model=str(work["esrgan"]))))
+    at_1x = shared.variant_for(None, None, None, upscale=1)
+    picture = np.zeros((48, 64, 3), np.uint8)
+    assert shared.restorer(at_1x).restore_frames([picture])[0].image.shape == (48, 64, 3)
+    assert shared.video_options(at_1x).upscale == 1.0
+    assert shared.variant_for(None, None, None, upscale=2.0000001) == shared.default
+    with pytest.raises(ApiError, match="needs --upscale above 1"):
+        shared.variant_for(None, None, None, upscale=1, bg_upsampler="realesrgan")
