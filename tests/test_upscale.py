@@ -38,6 +38,7 @@ from vidrestore.models.upsampler import (
     load_realesrgan,
     realesrgan_from_state_dict,
     realesrgan_layout,
+    tiles_per_call,
 )
 from vidrestore.pipeline.job import add_restoration, restore_file, restore_video
 from vidrestore.pipeline.options import RestoreOptions
@@ -416,3 +417,25 @@ def test_a_realesrgan_server_serves_requests_at_1x_and_rounds_factors(work: dict
     assert shared.variant_for(None, None, None, upscale=2.0000001) == shared.default
     with pytest.raises(ApiError, match="needs --upscale above 1"):
         shared.variant_for(None, None, None, upscale=1, bg_upsampler="realesrgan")
+
+
+def test_tiles_per_call_follow_an_output_pixel_budget_and_halve_when_memory_runs_out(work: dict[str, Path]) -> None:
+    """x4 tiles make four times the output of x2 ones, so a call takes a quarter as many; a call that runs
+    out of GPU memory is done again with half as many tiles, with the same pixels."""
+    grid = TileGrid.for_size(800, 1600, 400)  # 2 x 4 tiles of 400 px, 10 px of context on each side
+    assert (tiles_per_call(grid, 2), tiles_per_call(grid, 4)) == (16, 4)  # the budget: 16 x2 tiles of 420 px
+    assert tiles_per_call(grid, 4, budget=1) == 1
+    network = TiledUpsampler(load_realesrgan(work["esrgan"]), torch.device("cpu"), tile=32, batch_size=8)
+    frames = [np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)]
+    expected = network.upscale(frames)
+    forward, sizes = network._forward, []
+
+    def at_most_two(chunk: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(chunk))
+        if len(chunk) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return forward(chunk)
+
+    network._forward = at_most_two
+    assert np.array_equal(network.upscale(frames)[0], expected[0])
+    assert sizes == [6, 4, 2, 2, 2] and network.batch_size == 2  # 6 tiles: 8 per call, then 4, then 2

@@ -99,7 +99,7 @@ def time_network(config: str, frames: list[np.ndarray], device: torch.device, ti
             up._forward(tiles[:1, :, :64, :64])  # warm-up (lazy set-up), on a corner: the full tile is slow
             _synchronize(device)
             start = time.perf_counter()
-            for chunk in tiles.split(up.batch_size):
+            for chunk in tiles.split(up.tiles_per_call(grid)):
                 up._forward(chunk)
             _synchronize(device)
         seconds = (time.perf_counter() - start) / len(tiles) * per_frame
