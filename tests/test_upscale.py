@@ -91,8 +91,10 @@ def test_output_size_keeps_sar_or_folds_it_into_square_pixels() -> None:
     assert Upscale(2, square_pixels=True).size(720, 576, pal_16_9) == (2048, 1152)
     assert Upscale(1, square_pixels=True).size(720, 480, Fraction(10, 11)) == (654, 480)  # even width
     assert Upscale(4).size(96, 64) == (384, 256)
-    with pytest.raises(VidrestoreError):
-        Upscale(0.5)
+    assert Upscale(1.5).size(481, 270) == (722, 404)  # even sides: no silent switch to 4:4:4
+    for factor in (0.5, float("inf"), float("nan"), 64):
+        with pytest.raises(VidrestoreError):
+            Upscale(factor)
 
 
 def test_colour_matrix_is_explicit_when_sd_becomes_hd() -> None:
@@ -272,7 +274,8 @@ def test_square_pixels_and_the_colour_tags_of_an_hd_output(work: dict[str, Path]
 def test_bad_upscale_options_are_one_line_errors(work: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out.mp4"
-    for args in (["--bg-upsampler", "realesrgan"], ["--upscale", "0.5"], ["--matrix", "bt709"]):
+    for args in (["--bg-upsampler", "realesrgan"], ["--upscale", "0.5"], ["--upscale", "inf"], ["--upscale", "64"],
+                 ["--matrix", "bt709"]):
         code = cli.main([str(work["small"]), str(out), "--model", "none", "--detector", "none", *args])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -41,7 +41,7 @@ def add_output_size_arguments(group: ArgumentGroup) -> None:
     group.add_argument("--mask", choices=["box", "parse"], help="paste-back mask: box (feathered square, default) "
                        "or parse (face parsing: follows face and hair)")
     group.add_argument("--parser", help="face parser weights for --mask parse (default parsenet) or a path")
-    group.add_argument("--upscale", type=float, help="output size: N times the input's (default 1; 2, 4, ...); "
+    group.add_argument("--upscale", type=float, help="output size: N times the input's (default 1; 2, 4, ... up to 8); "
                        "faces are pasted at that size")
     group.add_argument("--square-pixels", action="store_true", default=None,
                        help="fold the sample aspect ratio into the width (720x576 16:9 at 2x: 2048x1152)")
