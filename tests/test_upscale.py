@@ -337,6 +337,17 @@ def test_live_mode_delivers_upscaled_frames(work: dict[str, Path], detector_weig
     assert sink.shapes and set(sink.shapes) == {(128, 192, 3)}
 
 
+def test_live_mode_refuses_a_matrix_it_could_not_tag(work: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "live.mkv"
+    args = ["live", str(work["small"]), "--record", str(out), "--model", "none", "--detector", "none",
+            "--upscale", "2", "--matrix", "bt709", "--device", "cpu"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--matrix" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_http_api_takes_upscale_and_mask(work: dict[str, Path], detector_weights: Path, media_dir: Path,
                                          tmp_path: Path) -> None:
     restorer = Restorer(test_options(work["model"], detector_weights, mask="parse", parser=str(work["parser"])))
