@@ -27,7 +27,7 @@ from upscale_support import make_tiny_parsenet, make_tiny_realesrgan
 from videogen import make_video, other_packets, video_pts
 
 from vidrestore import cli
-from vidrestore.errors import CheckpointError, VidrestoreError
+from vidrestore.errors import CheckpointError, VidrestoreError, WeightsError
 from vidrestore.faces.align import warp_faces
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.models.upsampler import (
@@ -42,7 +42,7 @@ from vidrestore.models.upsampler import (
 )
 from vidrestore.pipeline.job import add_restoration, restore_file, restore_video
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.pipeline.restorer_api import Restorer, load_crop_restorer
 from vidrestore.pipeline.runner import Pipeline
 from vidrestore.pipeline.stages import (
     AnalysedFrame,
@@ -453,3 +453,19 @@ def test_tiles_per_call_follow_an_output_pixel_budget_and_halve_when_memory_runs
     network._forward = at_most_two
     assert np.array_equal(network.upscale(frames)[0], expected[0])
     assert sizes == [6, 4, 2, 2, 2] and network.batch_size == 2  # 6 tiles: 8 per call, then 4, then 2
+
+
+def test_missing_weights_of_restorer_and_upsampler_are_named_in_one_error(detector_weights: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, with neither GFPGAN's nor Real-ESRGAN's file anywhere: one error names both, before any loads."""
+    from vidrestore import weights
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS", str(tmp_path / "env"))
+    monkeypatch.setattr(weights, "repo_weights_dir", lambda: None)
+    options = RestoreOptions(model="GFPGANv1.4", detector=str(detector_weights), device="cpu", offline=True,
+                             upscale=2, bg_upsampler="realesrgan")
+    with pytest.raises(WeightsError) as err:
+        load_crop_restorer(options, torch.device("cpu"))
+    assert "GFPGANv1.4" in str(err.value) and "RealESRGAN_x2plus" in str(err.value)
