@@ -194,13 +194,16 @@ def test_model_none_upscale_is_a_plain_lanczos_resize(work: dict[str, Path], tmp
         assert np.array_equal(a, lanczos_resize(b, 192, 128))
 
 
-def test_realesrgan_background_is_the_networks(work: dict[str, Path], tmp_path: Path) -> None:
+def test_realesrgan_background_is_the_networks(work: dict[str, Path], tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out.mkv"
+    caplog.set_level("WARNING", logger="vidrestore")
     restore_video(work["small_rgb"], out, _no_model(upscale=2, bg_upsampler="realesrgan", bg_model=str(work["esrgan"]),
                                                     codec="ffv1", preset=None), progress=False)
     before, after = rgb_frames(work["small_rgb"]), rgb_frames(out)
     network = TiledUpsampler(load_realesrgan(work["esrgan"]), torch.device("cpu"))
     assert len(after) == 8
+    assert any("Real-ESRGAN runs on the CPU" in r.getMessage() for r in caplog.records)  # the user is told it is slow
     for b, a in zip(before, after):
         assert np.array_equal(a, network.upscale([b])[0])
     # 3x from the x2 network: its output brought to the size by the same Lanczos resize

@@ -103,6 +103,8 @@ def load_upsampler(options: RestoreOptions, device: torch.device) -> TiledUpsamp
 
     path = find_weights(bg_model, kind="upsampler", offline=options.offline)
     network = TiledUpsampler(load_realesrgan(path), device, tile=options.bg_tile, precision=options.precision)
+    if device.type == "cpu":
+        log.warning("Real-ESRGAN runs on the CPU here: seconds per frame (--bg-upsampler lanczos is fast)")
     log.info("background upsampler %s (x%d) on %s, %s, tiles of %d px", Path(path).name, network.scale,
              device, network.precision, options.bg_tile)
     return network
