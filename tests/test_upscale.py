@@ -285,6 +285,18 @@ def test_bad_upscale_options_are_one_line_errors(work: dict[str, Path], tmp_path
     assert not out.exists()
 
 
+def test_options_given_without_effect_are_warned_about(work: dict[str, Path], tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out.mp4"
+    caplog.set_level("WARNING", logger="vidrestore")
+    code = cli.main([str(work["small"]), str(out), "--model", "none", "--detector", "none", "--upscale", "2",
+                     "--bg-tile", "200", "--parser", "parsenet", "--no-progress"])
+    err = caplog.text
+    assert code == 0 and out.exists()
+    assert "--bg-tile has no effect without --bg-upsampler realesrgan" in err
+    assert "--parser has no effect without --mask parse" in err and "--bg-model" not in err
+
+
 # --- archive mode, images, live mode, HTTP API ---------------------------------------------------
 
 

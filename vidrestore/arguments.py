@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ArgumentGroup = Any  # argparse's _ArgumentGroup or an ArgumentParser
 
@@ -72,3 +75,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+
+
+def warn_unused_output_options(args: argparse.Namespace, options: Any) -> None:
+    """Log each output-size option given on the command line that the run's RestoreOptions leave without
+    effect (--bg-tile without Real-ESRGAN, --parser with the box mask), so a mistyped command is noticed."""
+    realesrgan, parse = options.background == "realesrgan", options.mask == "parse"
+    for flag, name, used, needs in (("--bg-tile", "bg_tile", realesrgan, "--bg-upsampler realesrgan"),
+                                    ("--bg-model", "bg_model", realesrgan, "--bg-upsampler realesrgan"),
+                                    ("--parser", "parser", parse, "--mask parse")):
+        if getattr(args, name, None) is not None and not used:
+            log.warning("%s has no effect without %s", flag, needs)
