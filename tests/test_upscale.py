@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from upscale_support import make_tiny_parsenet, make_tiny_realesrgan
 from videogen import make_video, other_packets, video_pts
 
 from vidrestore import cli
-from vidrestore.errors import CheckpointError, VidrestoreError
+from vidrestore.errors import CheckpointError, VidrestoreError, WeightsError
 from vidrestore.faces.align import warp_faces
 from vidrestore.faces.detector import DetectorConfig, FaceDetector
 from vidrestore.models.upsampler import (
@@ -37,13 +38,23 @@ from vidrestore.models.upsampler import (
     load_realesrgan,
     realesrgan_from_state_dict,
     realesrgan_layout,
+    tiles_per_call,
 )
-from vidrestore.pipeline.job import restore_file, restore_video
+from vidrestore.pipeline.job import add_restoration, restore_file, restore_video
 from vidrestore.pipeline.options import RestoreOptions
-from vidrestore.pipeline.restorer_api import Restorer
+from vidrestore.pipeline.restorer_api import Restorer, load_crop_restorer
+from vidrestore.pipeline.runner import Pipeline
+from vidrestore.pipeline.stages import (
+    AnalysedFrame,
+    JobCounters,
+    RestoredBatch,
+    composite_stage,
+)
+from vidrestore.server.errors import ApiError
+from vidrestore.server.restorers import SharedRestorer
 from vidrestore.video.geometry import Upscale, output_color
 from vidrestore.video.probe import probe
-from vidrestore.video.types import ColorInfo
+from vidrestore.video.types import ColorInfo, Frame
 from vidrestore.weights import spec_for
 
 CLIP = "retalking_face_1.mp4"  # 700x700, one face in every frame, AAC audio
@@ -80,8 +91,10 @@ def test_output_size_keeps_sar_or_folds_it_into_square_pixels() -> None:
     assert Upscale(2, square_pixels=True).size(720, 576, pal_16_9) == (2048, 1152)
     assert Upscale(1, square_pixels=True).size(720, 480, Fraction(10, 11)) == (654, 480)  # even width
     assert Upscale(4).size(96, 64) == (384, 256)
-    with pytest.raises(VidrestoreError):
-        Upscale(0.5)
+    assert Upscale(1.5).size(481, 270) == (722, 404)  # even sides: no silent switch to 4:4:4
+    for factor in (0.5, float("inf"), float("nan"), 64):
+        with pytest.raises(VidrestoreError):
+            Upscale(factor)
 
 
 def test_colour_matrix_is_explicit_when_sd_becomes_hd() -> None:
@@ -181,13 +194,16 @@ def test_model_none_upscale_is_a_plain_lanczos_resize(work: dict[str, Path], tmp
         assert np.array_equal(a, lanczos_resize(b, 192, 128))
 
 
-def test_realesrgan_background_is_the_networks(work: dict[str, Path], tmp_path: Path) -> None:
+def test_realesrgan_background_is_the_networks(work: dict[str, Path], tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out.mkv"
+    caplog.set_level("WARNING", logger="vidrestore")
     restore_video(work["small_rgb"], out, _no_model(upscale=2, bg_upsampler="realesrgan", bg_model=str(work["esrgan"]),
                                                     codec="ffv1", preset=None), progress=False)
     before, after = rgb_frames(work["small_rgb"]), rgb_frames(out)
     network = TiledUpsampler(load_realesrgan(work["esrgan"]), torch.device("cpu"))
     assert len(after) == 8
+    assert any("Real-ESRGAN runs on the CPU" in r.getMessage() for r in caplog.records)  # the user is told it is slow
     for b, a in zip(before, after):
         assert np.array_equal(a, network.upscale([b])[0])
     # 3x from the x2 network: its output brought to the size by the same Lanczos resize
@@ -261,11 +277,24 @@ def test_square_pixels_and_the_colour_tags_of_an_hd_output(work: dict[str, Path]
 def test_bad_upscale_options_are_one_line_errors(work: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out.mp4"
-    for args in (["--bg-upsampler", "realesrgan"], ["--upscale", "0.5"], ["--matrix", "bt709"]):
+    for args in (["--bg-upsampler", "realesrgan"], ["--upscale", "0.5"], ["--upscale", "inf"], ["--upscale", "64"],
+                 ["--matrix", "bt709"]):
         code = cli.main([str(work["small"]), str(out), "--model", "none", "--detector", "none", *args])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_options_given_without_effect_are_warned_about(work: dict[str, Path], tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out.mp4"
+    caplog.set_level("WARNING", logger="vidrestore")
+    code = cli.main([str(work["small"]), str(out), "--model", "none", "--detector", "none", "--upscale", "2",
+                     "--bg-tile", "200", "--parser", "parsenet", "--no-progress"])
+    err = caplog.text
+    assert code == 0 and out.exists()
+    assert "--bg-tile has no effect without --bg-upsampler realesrgan" in err
+    assert "--parser has no effect without --mask parse" in err and "--bg-model" not in err
 
 
 # --- archive mode, images, live mode, HTTP API ---------------------------------------------------
@@ -323,6 +352,17 @@ def test_live_mode_delivers_upscaled_frames(work: dict[str, Path], detector_weig
     assert sink.shapes and set(sink.shapes) == {(128, 192, 3)}
 
 
+def test_live_mode_refuses_a_matrix_it_could_not_tag(work: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "live.mkv"
+    args = ["live", str(work["small"]), "--record", str(out), "--model", "none", "--detector", "none",
+            "--upscale", "2", "--matrix", "bt709", "--device", "cpu"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--matrix" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_http_api_takes_upscale_and_mask(work: dict[str, Path], detector_weights: Path, media_dir: Path,
                                          tmp_path: Path) -> None:
     restorer = Restorer(test_options(work["model"], detector_weights, mask="parse", parser=str(work["parser"])))
@@ -363,3 +403,84 @@ def test_frames_of_a_batch_share_the_networks_calls(work: dict[str, Path]) -> No
     network._forward = lambda chunk: (next(calls), forward(chunk))[1]
     Background(2.0, network).upscale([np.zeros((64, 96, 3), np.uint8)] * 4)
     assert next(calls) == 1
+
+
+def test_frames_are_upscaled_in_the_composite_one_batch_at_a_time() -> None:
+    """No stage queue holds output-size frames: the composite upscales a batch just before it yields its
+    frames, so when its first frame comes out only the first batch has been brought to the output size."""
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(6)]
+    upscaled = []
+
+    class Counted(Background):
+        def upscale(self, images: list[np.ndarray]) -> list[np.ndarray]:  # the real resize, calls counted
+            upscaled.extend(images)
+            return super().upscale(images)
+
+    def batches() -> Iterator[RestoredBatch]:
+        for start in range(0, 6, 2):
+            items = [AnalysedFrame(Frame.from_rgb(p.copy(), start + k, start + k, Fraction(1, 25)))
+                     for k, p in enumerate(pictures[start : start + 2])]
+            yield RestoredBatch(items, np.zeros(0, np.int64))
+
+    background = Counted(2.0)
+    frames = composite_stage(None, JobCounters(), background)(batches())
+    first = next(iter(frames))
+    assert len(upscaled) == 2
+    assert np.array_equal(first.frame.image, lanczos_resize(pictures[0], 24, 16))
+    assert [f.frame.image.shape for f in frames] == [(16, 24, 3)] * 5
+    stages = add_restoration(Pipeline(), None, background, JobCounters(), 2).timings
+    assert [stage.name for stage in stages] == ["restore", "composite"]
+
+
+def test_a_realesrgan_server_serves_requests_at_1x_and_rounds_factors(work: dict[str, Path],
+                                                                      detector_weights: Path) -> None:
+    """A server started at 2x with Real-ESRGAN: a request for upscale=1 is served at the input's size (its
+    background upsampler is left out, not refused), and nearly equal factors share one variant."""
+    shared = SharedRestorer(Restorer(test_options(work["model"], detector_weights, upscale=2,
+                                                  bg_upsampler="realesrgan", bg_model=str(work["esrgan"]))))
+    at_1x = shared.variant_for(None, None, None, upscale=1)
+    picture = np.zeros((48, 64, 3), np.uint8)
+    assert shared.restorer(at_1x).restore_frames([picture])[0].image.shape == (48, 64, 3)
+    assert shared.video_options(at_1x).upscale == 1.0
+    assert shared.variant_for(None, None, None, upscale=2.0000001) == shared.default
+    with pytest.raises(ApiError, match="needs --upscale above 1"):
+        shared.variant_for(None, None, None, upscale=1, bg_upsampler="realesrgan")
+
+
+def test_tiles_per_call_follow_an_output_pixel_budget_and_halve_when_memory_runs_out(work: dict[str, Path]) -> None:
+    """x4 tiles make four times the output of x2 ones, so a call takes a quarter as many; a call that runs
+    out of GPU memory is done again with half as many tiles, with the same pixels."""
+    grid = TileGrid.for_size(800, 1600, 400)  # 2 x 4 tiles of 400 px, 10 px of context on each side
+    assert (tiles_per_call(grid, 2), tiles_per_call(grid, 4)) == (16, 4)  # the budget: 16 x2 tiles of 420 px
+    assert tiles_per_call(grid, 4, budget=1) == 1
+    network = TiledUpsampler(load_realesrgan(work["esrgan"]), torch.device("cpu"), tile=32, batch_size=8)
+    frames = [np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)]
+    expected = network.upscale(frames)
+    forward, sizes = network._forward, []
+
+    def at_most_two(chunk: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(chunk))
+        if len(chunk) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return forward(chunk)
+
+    network._forward = at_most_two
+    assert np.array_equal(network.upscale(frames)[0], expected[0])
+    assert sizes == [6, 4, 2, 2, 2] and network.batch_size == 2  # 6 tiles: 8 per call, then 4, then 2
+
+
+def test_missing_weights_of_restorer_and_upsampler_are_named_in_one_error(detector_weights: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, with neither GFPGAN's nor Real-ESRGAN's file anywhere: one error names both, before any loads."""
+    from vidrestore import weights
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIDRESTORE_WEIGHTS", str(tmp_path / "env"))
+    monkeypatch.setattr(weights, "repo_weights_dir", lambda: None)
+    options = RestoreOptions(model="GFPGANv1.4", detector=str(detector_weights), device="cpu", offline=True,
+                             upscale=2, bg_upsampler="realesrgan")
+    with pytest.raises(WeightsError) as err:
+        load_crop_restorer(options, torch.device("cpu"))
+    assert "GFPGANv1.4" in str(err.value) and "RealESRGAN_x2plus" in str(err.value)

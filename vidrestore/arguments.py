@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ArgumentGroup = Any  # argparse's _ArgumentGroup or an ArgumentParser
 
@@ -41,7 +44,7 @@ def add_output_size_arguments(group: ArgumentGroup) -> None:
     group.add_argument("--mask", choices=["box", "parse"], help="paste-back mask: box (feathered square, default) "
                        "or parse (face parsing: follows face and hair)")
     group.add_argument("--parser", help="face parser weights for --mask parse (default parsenet) or a path")
-    group.add_argument("--upscale", type=float, help="output size: N times the input's (default 1; 2, 4, ...); "
+    group.add_argument("--upscale", type=float, help="output size: N times the input's (default 1; 2, 4, ... up to 8); "
                        "faces are pasted at that size")
     group.add_argument("--square-pixels", action="store_true", default=None,
                        help="fold the sample aspect ratio into the width (720x576 16:9 at 2x: 2048x1152)")
@@ -72,3 +75,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="never download weights")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+
+
+def warn_unused_output_options(args: argparse.Namespace, options: Any) -> None:
+    """Log each output-size option given on the command line that the run's RestoreOptions leave without
+    effect (--bg-tile without Real-ESRGAN, --parser with the box mask), so a mistyped command is noticed."""
+    realesrgan, parse = options.background == "realesrgan", options.mask == "parse"
+    for flag, name, used, needs in (("--bg-tile", "bg_tile", realesrgan, "--bg-upsampler realesrgan"),
+                                    ("--bg-model", "bg_model", realesrgan, "--bg-upsampler realesrgan"),
+                                    ("--parser", "parser", parse, "--mask parse")):
+        if getattr(args, name, None) is not None and not used:
+            log.warning("%s has no effect without %s", flag, needs)

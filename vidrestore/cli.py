@@ -23,6 +23,7 @@ from vidrestore.arguments import (
     OUTPUT_SIZE_OPTIONS,
     add_model_arguments,
     add_run_flags_everywhere,
+    warn_unused_output_options,
 )
 from vidrestore.errors import Terminated, VidrestoreError
 
@@ -296,7 +297,9 @@ def _restore_options(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in (*RESTORE_OVERRIDES, *OUTPUT_SIZE_OPTIONS)}
     overrides["offline"] = True if args.offline else None
-    return load_options(args.config, overrides)
+    options = load_options(args.config, overrides)
+    warn_unused_output_options(args, options)
+    return options
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:

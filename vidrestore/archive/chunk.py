@@ -155,7 +155,7 @@ class ChunkWorker:
 
     def _pipeline(self, source: VideoSource, task: ChunkTask, sink, counters: JobCounters,
                   on_frame: FrameFn | None, plan: PicturePlan) -> Pipeline:
-        """The chunk's analysis -> restore -> [upscale] -> composite -> [weave] -> encode."""
+        """The chunk's analysis -> restore -> composite ([upscale], paste) -> [weave] -> encode."""
         background = background_for(self.options, self.network, source.info)
         pipeline = add_restoration(self.analysis_pipeline(source, task, plan), self.engine, background, counters,
                                    self.options.max_batch_frames, luma_only=plan.luma_only)

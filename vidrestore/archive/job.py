@@ -188,7 +188,7 @@ def archive_video(input: str | os.PathLike, output: str | os.PathLike, options: 
     plan_of_picture = picture_plan(probe(input), options)  # bad input fails here, before the work folder exists
     check_chunkable(plan_of_picture)
     options = settled_options(options, plan_of_picture)  # every chunk's fields and colour as decided here, once
-    check_writable(output, plan_of_picture.output, options)
+    check_writable(output, options.output_info(plan_of_picture.output), options)  # at the output size
     check_local_devices(settings)
     index = read_frame_index(input)
     folder = work_folder(output, settings)

@@ -1,6 +1,6 @@
 """`vidrestore bench upscale`: background upsampling fps, 720p -> 1440p, Lanczos beside Real-ESRGAN.
 
-Each point brings frames to twice their size as the job's upscale stage does (`Background.upscale`:
+Each point brings frames to twice their size as the job's composite does before pasting (`Background.upscale`:
 the network in tiles of `--tile` pixels, then the Lanczos resize to the exact size): Lanczos alone, a
 small RRDBNet (32 features, 4 blocks) and the released x2plus configuration (64 features, 23 blocks),
 random weights in the released layout. The full network costs about 0.7 TMAC per 400-pixel tile; on a
@@ -75,7 +75,7 @@ def network(config: str, device: torch.device, tile: int, batch_size: int | None
 
 
 def time_lanczos(frames: list[np.ndarray]) -> Point:
-    """Lanczos-4 to twice the size, frame by frame, as the upscale stage runs it."""
+    """Lanczos-4 to twice the size, frame by frame, as the composite stage runs it."""
     background = Background(2.0)
     background.upscale(frames[:1])
     start = time.perf_counter()
@@ -99,7 +99,7 @@ def time_network(config: str, frames: list[np.ndarray], device: torch.device, ti
             up._forward(tiles[:1, :, :64, :64])  # warm-up (lazy set-up), on a corner: the full tile is slow
             _synchronize(device)
             start = time.perf_counter()
-            for chunk in tiles.split(up.batch_size):
+            for chunk in tiles.split(up.tiles_per_call(grid)):
                 up._forward(chunk)
             _synchronize(device)
         seconds = (time.perf_counter() - start) / len(tiles) * per_frame

@@ -8,7 +8,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vidrestore.arguments import OUTPUT_SIZE_OPTIONS, add_model_arguments
+from vidrestore.arguments import (
+    OUTPUT_SIZE_OPTIONS,
+    add_model_arguments,
+    warn_unused_output_options,
+)
 from vidrestore.errors import VidrestoreError
 from vidrestore.live import POLICIES
 
@@ -128,6 +132,7 @@ def run_cli(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in (*MODEL_OVERRIDES, *OUTPUT_SIZE_OPTIONS)}
     overrides["offline"] = True if getattr(args, "offline", False) else None
     options = load_options(args.config, overrides)
+    warn_unused_output_options(args, options)
     live = LiveOptions(policy=args.policy, max_latency=args.max_latency / 1000.0, duration=args.duration,
                        max_in_flight=args.max_in_flight, stats_interval=args.stats_interval)
     sopts = source_options(args)

@@ -222,6 +222,8 @@ class _StatsLogger:
 
 def _load_models(options: RestoreOptions) -> tuple:
     """The restoration core, a causal face tracker (no look-ahead) and the output-size background."""
+    if options.matrix != "keep":  # live sinks show and send RGB pictures without colour tags
+        raise VidrestoreError("--matrix is not available in live mode (its outputs carry no colour tags)")
     device = resolve_device(options.device)
     engine = load_crop_restorer(options, device)
     tracker = None

@@ -9,7 +9,9 @@ Real-ESRGAN checkpoints (RealESRGAN_x2plus, x4plus: BasicSR's RRDBNet under `par
 the project's safe reader and built by spandrel, the maintained loader of these files. The network
 runs on tiles of `tile` pixels with `TILE_PAD` pixels of context on each side (cut off again after the
 network, so tile seams are not seen), all tiles of all frames of a batch stacked into few calls; in
-bfloat16 on CUDA, fp32 on the CPU.
+bfloat16 on CUDA, fp32 on the CPU. On CUDA a call holds as many tiles as CUDA_OUTPUT_PIXELS of output
+allows (the network's activations grow with its output: x4plus tiles take four times x2plus's), and
+a call that runs out of GPU memory is retried with half as many tiles.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ TILE_PAD = 10  # pixels of context around each tile, as Real-ESRGAN's tile_pad
 TILE_MULTIPLE = 4  # tile sides are multiples of this: the x2/x1 RRDBNets pixel-unshuffle by 2/4
 DEFAULT_TILE = 400
 FRAMES_PER_CALL = 4  # frames whose tiles go through the network together: bounds the float copies of them
+CUDA_OUTPUT_PIXELS = 16 * 840 * 840  # output pixels of one call on CUDA: 16 x2 tiles of 420 px, 4 x4 ones
 
 
 def lanczos_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -141,8 +144,15 @@ class TileGrid:
         return frames[:, :, : scale * height, : scale * width]
 
 
+def tiles_per_call(grid: TileGrid, scale: int, budget: int = CUDA_OUTPUT_PIXELS) -> int:
+    """How many tiles of `grid` one call takes so that its output stays within `budget` pixels (at least 1)."""
+    tile_pixels = (grid.th + 2 * grid.pad) * (grid.tw + 2 * grid.pad) * scale * scale
+    return max(1, budget // tile_pixels)
+
+
 class TiledUpsampler:
-    """A super-resolution network run over frames in overlapping tiles, `batch_size` tiles per call."""
+    """A super-resolution network run over frames in overlapping tiles, `batch_size` tiles per call
+    (default: one on the CPU, `tiles_per_call` on CUDA)."""
 
     def __init__(self, descriptor: Any, device: torch.device, *, tile: int = DEFAULT_TILE,
                  precision: str | None = None, batch_size: int | None = None) -> None:
@@ -150,7 +160,7 @@ class TiledUpsampler:
         self.scale = int(descriptor.scale)
         self.tile = tile
         self.precision = precision or ("bf16" if device.type == "cuda" else "fp32")
-        self.batch_size = batch_size or (16 if device.type == "cuda" else 1)
+        self.batch_size = batch_size
         self.model = descriptor.model.to(device).eval().requires_grad_(False)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -168,11 +178,30 @@ class TiledUpsampler:
         stacked = np.stack(images).astype(np.int32) if dtype == np.uint16 else np.stack(images)
         frames = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float() / peak
         tiles = grid.cut(frames)
-        out = torch.cat([self._forward(chunk) for chunk in tiles.split(self.batch_size)])
+        out = self._forward_tiles(tiles, self.tiles_per_call(grid))
         result = grid.join(out, len(images), self.scale, height, width)
         wire = torch.uint8 if dtype == np.uint8 else torch.int32  # the smallest copy back torch can make
         pixels = (result.clamp_(0, 1) * peak).round_().to(wire).permute(0, 2, 3, 1).cpu().numpy()
         return list(pixels.astype(dtype, copy=False))
+
+    def tiles_per_call(self, grid: TileGrid) -> int:
+        """Tiles of `grid` per network call: the batch size given, else one on the CPU, the budget's on CUDA."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return tiles_per_call(grid, self.scale) if self.device.type == "cuda" else 1
+
+    def _forward_tiles(self, tiles: torch.Tensor, per_call: int) -> torch.Tensor:
+        """The network on every tile, `per_call` at a time; halved (down to one) while the GPU runs out of memory."""
+        while True:
+            try:
+                return torch.cat([self._forward(chunk) for chunk in tiles.split(per_call)])
+            except torch.cuda.OutOfMemoryError:
+                if per_call == 1:
+                    raise
+                per_call //= 2
+                self.batch_size = per_call  # later calls start from what fitted
+                torch.cuda.empty_cache()
+                log.warning("background upsampler out of GPU memory: %d tiles per call from now on", per_call)
 
     def _forward(self, chunk: torch.Tensor) -> torch.Tensor:
         """One call of the network on a stack of tiles, in float32 out."""

@@ -46,7 +46,6 @@ from vidrestore.pipeline.stages import (
     encode_stage,
     fields_stage,
     restore_stage,
-    upscale_stage,
     weave_stage,
 )
 from vidrestore.video.codecs import EncoderSettings
@@ -202,12 +201,10 @@ def _models(options: RestoreOptions, restorer: Restorer | None) -> tuple:
 
 def add_restoration(pipeline: Pipeline, engine: CropRestorer | None, background: Background | None,
                     counters: JobCounters, max_frames: int, **composite: bool) -> Pipeline:
-    """restore -> (upscale, when the output is larger) -> composite: the stages every mode runs."""
+    """restore -> composite (upscaling first, when the output is larger): the stages every mode runs."""
     max_faces = engine.restorer.batch_size if engine is not None else 1
     pipeline.add("restore", restore_stage(engine, max_faces, max_frames))
-    if background is not None:
-        pipeline.add("upscale", upscale_stage(background))
-    return pipeline.add("composite", composite_stage(engine, counters, **composite))
+    return pipeline.add("composite", composite_stage(engine, counters, background, **composite))
 
 
 def restore_video(input: str | os.PathLike, output: str | os.PathLike, options: RestoreOptions | None = None,

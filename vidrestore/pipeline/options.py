@@ -19,7 +19,7 @@ import yaml
 
 from vidrestore.errors import VidrestoreError, error_line
 from vidrestore.video.codecs import AUTO_CODEC, check_quality, takes_quality
-from vidrestore.video.geometry import Upscale, output_info
+from vidrestore.video.geometry import MATRICES, Upscale, output_info
 from vidrestore.video.types import FIELD_ORDERS, VideoInfo
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ NO_MODEL = "none"
 COLOUR_MODES = ("auto", "source", "restored")
 MASKS = ("box", "parse")
 BG_UPSAMPLERS = ("lanczos", "realesrgan", "none")  # none: no network on the background (a Lanczos resize)
-MATRICES = ("keep", "bt709")
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,7 @@ class RestoreOptions:
                                      ("bg-upsampler", self.bg_upsampler or "lanczos", BG_UPSAMPLERS)):
             if value not in choices:
                 raise VidrestoreError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-        if not self.upscale >= 1.0:
-            raise VidrestoreError(f"upscale must be 1 or more, not {self.upscale}")
+        Upscale(self.upscale, self.square_pixels)  # a factor it takes, before any model is loaded
         if self.bg_tile < 0:
             raise VidrestoreError(f"bg-tile must be 0 (whole frames) or more, not {self.bg_tile}")
         if self.background == "realesrgan" and self.upscale == 1.0:

@@ -63,10 +63,13 @@ def load_crop_restorer(options: RestoreOptions, device: torch.device) -> CropRes
         return None
     from vidrestore.weights import find_all_weights
 
-    # restoring needs the detector's (and the parser's) file too: fetched together, one error names them all
+    # restoring needs the detector's (the parser's, Real-ESRGAN's) files too: fetched together, one error
+    # names them all (load_upsampler then finds its file here)
     wanted = [(options.model, "restorer"), (options.detector, "detector")]
     if options.mask == "parse":
         wanted.append((options.parser, "parser"))
+    if (bg_model := bg_model_of(options)) is not None:
+        wanted.append((bg_model, "upsampler"))
     paths = find_all_weights(wanted, offline=options.offline)
     model = load_restorer(paths[0])
     batch = BatchRestorer(model, device, precision=options.precision, batch_size=options.batch_size)
@@ -84,15 +87,24 @@ def default_bg_model(factor: float) -> str:
     return "RealESRGAN_x2plus" if factor <= 2 else "RealESRGAN_x4plus"
 
 
+def bg_model_of(options: RestoreOptions) -> str | None:
+    """The Real-ESRGAN weights (name or path) the options' background needs; None for a Lanczos one."""
+    if not options.upscales or options.background != "realesrgan":
+        return None
+    return options.bg_model or default_bg_model(options.upscale)
+
+
 def load_upsampler(options: RestoreOptions, device: torch.device) -> TiledUpsampler | None:
     """The background network of the options (Real-ESRGAN in tiles); None for a Lanczos background."""
-    if not options.upscales or options.background != "realesrgan":
+    bg_model = bg_model_of(options)
+    if bg_model is None:
         return None
     from vidrestore.weights import find_weights
 
-    path = find_weights(options.bg_model or default_bg_model(options.upscale), kind="upsampler",
-                        offline=options.offline)
+    path = find_weights(bg_model, kind="upsampler", offline=options.offline)
     network = TiledUpsampler(load_realesrgan(path), device, tile=options.bg_tile, precision=options.precision)
+    if device.type == "cpu":
+        log.warning("Real-ESRGAN runs on the CPU here: seconds per frame (--bg-upsampler lanczos is fast)")
     log.info("background upsampler %s (x%d) on %s, %s, tiles of %d px", Path(path).name, network.scale,
              device, network.precision, options.bg_tile)
     return network

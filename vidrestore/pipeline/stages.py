@@ -1,11 +1,13 @@
 """The stages of the data path (DESIGN.md section 2) and the records that flow between them.
 
-    decode -> [fields] -> analyse -> restore -> [upscale] -> composite -> [weave] -> encode
-    Frame                 AnalysedFrame  RestoredBatch              OutputFrame
+    decode -> [fields] -> analyse -> restore -> composite ([upscale], paste) -> [weave] -> encode
+    Frame                 AnalysedFrame  RestoredBatch                         OutputFrame
 
 Interlaced sources go through the bracketed stages: each frame becomes its two fields (full-height
 pictures at double rate), faces are tracked and restored on those, and the restored fields are woven
-back into one frame (video/fields.py). Each stage function takes the iterable of items from the stage
+back into one frame (video/fields.py). With `--upscale` the composite brings each batch to the output
+size just before pasting into it: no queue between stages ever holds batches of output-size frames
+(at 1080p x4 a queue of them would take gigabytes). Each stage function takes the iterable of items from the stage
 before and yields its own, in order, so `Pipeline` can run it in a thread. Frames no face touched keep their decoded picture and go to
 the encoder without any colour conversion (with `--model none` no frame is ever converted).
 """
@@ -177,14 +179,29 @@ def scale_face(face: TrackedFace, factor: float) -> TrackedFace:
                                landmarks=np.asarray(face.landmarks) * factor, raw_landmarks=raw)
 
 
-def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch,
-                            keep: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Paste a batch's restored faces into their frames; returns the boxes the paste may change and,
-    with `keep`, their pixels from before it (so the write-back rewrites only what really changed)."""
+def upscale_batch(background: Background, batch: RestoredBatch) -> None:
+    """Bring a batch's frames to the output size in place (the background upsampler batched over them),
+    and the faces' matrices with them, so the restored crops (restored from the source's pixels) are
+    pasted at the output size: faces keep the model's detail instead of losing it to a later resize."""
+    sources = [item.frame.image for item in batch.items]
+    outputs = background.upscale(sources)
+    if batch.matrices is not None:
+        batch.matrices = background.paste_matrices(batch.matrices, batch.face_frame, sources, outputs)
+    for item, image in zip(batch.items, outputs):
+        item.frame.replace_image(image)
+
+
+def paste_keeping_originals(engine: CropRestorer, batch: RestoredBatch, *, write_back: bool = True,
+                            luma_only: bool = False) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Paste a batch's restored faces into their frames; returns the boxes the paste may change and
+    their pixels from before it where they are used: for the write-back into a decoded picture (so it
+    rewrites only what really changed), or to keep the source's chroma. Upscaled frames have no decoded
+    picture to write back into, so without `luma_only` nothing of theirs is copied."""
     images = [item.frame.image for item in batch.items]
     boxes = paste_regions(images, batch.face_frame, batch.matrices, batch.crops.shape[-1])
-    originals = ([images[k][y0:y1, x0:x1].copy() for k, (x0, y0, x1, y1) in zip(batch.face_frame, boxes)]
-                 if keep else [])
+    kept = [luma_only or (write_back and can_patch(item.frame.decoded)) for item in batch.items]
+    originals = [images[k][y0:y1, x0:x1].copy() if kept[k] else None
+                 for k, (x0, y0, x1, y1) in zip(batch.face_frame, boxes)]
     engine.paste(images, batch.face_frame, batch.crops, batch.matrices)
     return boxes, originals
 
@@ -280,27 +297,12 @@ def restore_stage(engine: CropRestorer | None, max_faces: int, max_frames: int) 
     return restore
 
 
-def upscale_stage(background: Background) -> StageFn:
-    """Upscale: every frame of a batch brought to the output size (the background upsampler batched over
-    the batch's frames), and the faces' matrices with it, so the composite pastes the restored crops
-    (restored from the source's pixels) at the output size: faces keep the model's detail."""
-
-    def upscale(batches: Iterable[RestoredBatch]) -> Iterator[RestoredBatch]:
-        for batch in batches:
-            sources = [item.frame.image for item in batch.items]
-            outputs = background.upscale(sources)
-            if batch.matrices is not None:
-                batch.matrices = background.paste_matrices(batch.matrices, batch.face_frame, sources, outputs)
-            for item, image in zip(batch.items, outputs):
-                item.frame.replace_image(image)
-            yield batch
-
-    return upscale
-
-
-def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_before: bool = False,
-                    write_back: bool = True, luma_only: bool = False) -> StageFn:
+def composite_stage(engine: CropRestorer | None, counters: JobCounters, background: Background | None = None,
+                    keep_before: bool = False, write_back: bool = True, luma_only: bool = False) -> StageFn:
     """Composite: paste restored faces back into their frames; untouched frames keep their decoded picture.
+
+    With a `background` each batch is first brought to the output size (`upscale_batch`), here rather
+    than in a stage of its own, so at most one batch of output-size frames waits before the encoder's queue.
 
     With `write_back` the pasted regions go back into the decoded picture (for the encoder); without
     it the frame keeps its RGB pixels (live sinks show RGB). With `luma_only` only the restored luma
@@ -309,12 +311,15 @@ def composite_stage(engine: CropRestorer | None, counters: JobCounters, keep_bef
 
     def composite(batches: Iterable[RestoredBatch]) -> Iterator[OutputFrame]:
         for batch in batches:
+            if background is not None:
+                upscale_batch(background, batch)
             pasted = engine is not None and batch.crops is not None
             touched = set(batch.face_frame.tolist()) if pasted else set()
             before = {k: batch.items[k].frame.image.copy() for k in touched} if keep_before else {}
             boxes, originals = np.zeros((0, 4), dtype=np.int64), []
             if pasted:
-                boxes, originals = paste_keeping_originals(engine, batch, keep=write_back or luma_only)
+                boxes, originals = paste_keeping_originals(engine, batch, write_back=write_back,
+                                                             luma_only=luma_only)
                 if luma_only:
                     keep_source_chroma(batch, boxes, originals)
             for k, item in enumerate(batch.items):

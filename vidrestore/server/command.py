@@ -6,7 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
-from vidrestore.arguments import OUTPUT_SIZE_OPTIONS, add_model_arguments
+from vidrestore.arguments import (
+    OUTPUT_SIZE_OPTIONS,
+    add_model_arguments,
+    warn_unused_output_options,
+)
 from vidrestore.server.settings import MIB, ServerSettings
 
 TOKEN_ENV = "VIDRESTORE_TOKEN"
@@ -68,5 +72,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from vidrestore.server.runner import serve
 
     overrides = {name: getattr(args, name) for name in (*MODEL_OPTIONS, *OUTPUT_SIZE_OPTIONS)}
-    serve(settings, load_options(args.config, overrides))
+    options = load_options(args.config, overrides)
+    warn_unused_output_options(args, options)
+    serve(settings, options)
     return 0

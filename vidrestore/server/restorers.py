@@ -4,7 +4,8 @@ A request may ask for another fidelity blend, for the centre face only, for no r
 (`model=none`), for a larger output (`upscale`, `bg_upsampler`) or for the other paste-back mask
 (`mask`); each combination is derived from the one loaded Restorer (`Restorer.derive`), so the
 detector and the models stay one instance in memory. A Real-ESRGAN background or a parsing mask is
-available when the server was started with it.
+available when the server was started with it. Factors are kept to UPSCALE_DECIMALS places, so the
+variants made stay few whatever factors requests send.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from vidrestore.errors import VidrestoreError
 from vidrestore.pipeline.options import NO_MODEL, RestoreOptions
 from vidrestore.pipeline.restorer_api import Restorer
 from vidrestore.server.errors import ApiError
+
+UPSCALE_DECIMALS = 2  # a request's factor is rounded to this many places (one variant per rounded factor)
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,22 @@ class SharedRestorer:
             raise ApiError(400, "unknown_model",
                            f"model {model!r} is not loaded here (available: {', '.join(self.models)})")
         d = self.default
+        factor = d.upscale if upscale is None else round(float(upscale), UPSCALE_DECIMALS)
         variant = Variant(model,
                           d.blend if blend is None else float(blend),
                           d.only_center_face if only_center_face is None else bool(only_center_face),
-                          d.upscale if upscale is None else float(upscale),
-                          d.bg_upsampler if bg_upsampler is None else bg_upsampler,
+                          factor,
+                          self._background(factor) if bg_upsampler is None else bg_upsampler,
                           d.mask if mask is None else mask)
         self.restorer(variant)  # made (and checked) now, so a request that cannot be served is a 400
         return variant
+
+    def _background(self, factor: float) -> str | None:
+        """The server's background upsampler for a request that names none: at 1x a Real-ESRGAN one has
+        nothing to do, so it is left out ("none": no network) rather than refused."""
+        if factor == 1.0 and self.default.bg_upsampler == "realesrgan":
+            return "none"
+        return self.default.bg_upsampler
 
     def restorer(self, variant: Variant) -> Restorer:
         """The Restorer of a variant, sharing the loaded detector and model."""

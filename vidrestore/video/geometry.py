@@ -2,8 +2,8 @@
 
 `--upscale N` writes N times the stored size with the source's sample aspect ratio, so the picture
 keeps its display shape; `--square-pixels` folds the SAR into the width instead (720x576 at SAR 64:45,
-a 16:9 PAL frame, upscaled 2x becomes 2048x1152 with square pixels). Widths made from a SAR are rounded
-to even, as 4:2:0 needs.
+a 16:9 PAL frame, upscaled 2x becomes 2048x1152 with square pixels). Sides made by a factor or a SAR are
+rounded to even, as 4:2:0 needs (1.5 x 270 lines is 404, not 405).
 
 Colour: a frame is turned into RGB with its own matrix, and RGB into YUV with the output's. Players
 guess an untagged matrix from the size (BT.601 below 720 lines, BT.709 from there), so an untagged SD
@@ -15,6 +15,7 @@ Primaries and transfer describe the RGB, which does not change, so they stay the
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -27,7 +28,8 @@ MATRIX_BT709 = 1
 MATRIX_BT470BG = 5  # BT.601, 625-line (PAL) flavour
 MATRIX_SMPTE170M = 6  # BT.601, 525-line (NTSC) flavour
 PAL_HEIGHTS = (288, 576)
-MATRICES = ("keep", "bt709")
+MATRICES = ("keep", "bt709")  # --matrix: keep the source's (tagged), or convert to BT.709
+MAX_UPSCALE = 8.0  # the largest factor: 8x already makes 5760x4608 of a PAL frame
 
 
 def is_hd(height: int) -> bool:
@@ -43,8 +45,8 @@ class Upscale:
     square_pixels: bool = False
 
     def __post_init__(self) -> None:
-        if not self.factor >= 1.0:
-            raise VidrestoreError(f"upscale must be 1 or more, not {self.factor}")
+        if not (math.isfinite(self.factor) and 1.0 <= self.factor <= MAX_UPSCALE):
+            raise VidrestoreError(f"upscale must be between 1 and {MAX_UPSCALE:g}, not {self.factor}")
 
     @property
     def changes_size(self) -> bool:
@@ -52,11 +54,17 @@ class Upscale:
         return self.factor != 1.0 or self.square_pixels
 
     def size(self, width: int, height: int, sar: Fraction | None = None) -> tuple[int, int]:
-        """Output (width, height) for a picture of this stored size and sample aspect ratio."""
+        """Output (width, height) for a picture of this stored size and sample aspect ratio: a side the
+        factor or the SAR changes is rounded to even (4:2:0 needs it; an odd side makes the encoder 4:4:4)."""
         stretch = sar if self.square_pixels and sar else Fraction(1)
-        out_w = width * self.factor * float(stretch)
-        out_w = 2 * round(out_w / 2) if stretch != 1 else round(out_w)
-        return max(1, int(out_w)), max(1, round(height * self.factor))
+        out_w = _even(width * self.factor * float(stretch)) if stretch != 1 or self.factor != 1 else width
+        out_h = _even(height * self.factor) if self.factor != 1 else height
+        return out_w, out_h
+
+
+def _even(side: float) -> int:
+    """The even number of pixels nearest to `side` (at least 2)."""
+    return max(2, 2 * round(side / 2))
 
 
 def output_color(color: ColorInfo, in_height: int, out_height: int, matrix: str = "keep") -> ColorInfo:
